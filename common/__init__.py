@@ -1,0 +1,55 @@
+"""The PS-KD math and measurements, shared by every adapter.
+
+Depends on torch and numpy only (matplotlib for plots, sacrebleu for BLEU, PyYAML for the paper's
+reference numbers); never on a host framework (mmdet, mmengine, fairseq).
+"""
+
+from common.losses import (
+    ClassWiseRegularizer,
+    LabelSmoothingCrossEntropy,
+    TFKDRegLoss,
+    TFKDSelfLoss,
+    class_wise_kl,
+    label_smoothing_targets,
+    soft_target_cross_entropy,
+)
+from common.metrics import (
+    CalibrationBins,
+    ClassificationMetrics,
+    aurc,
+    classification_metrics,
+    expected_calibration_error,
+    negative_log_likelihood,
+    top_k_error,
+)
+from common.past_predictions import PastPredictions, PredictionStore, SnapshotTeacher
+from common.pskd import PSKD
+from common.schedules import AlphaSchedule, FixedAlpha, LinearAlpha, check_alpha
+from common.targets import one_hot, soften_targets
+
+__all__ = [
+    "PSKD",
+    "AlphaSchedule",
+    "CalibrationBins",
+    "ClassWiseRegularizer",
+    "ClassificationMetrics",
+    "FixedAlpha",
+    "LabelSmoothingCrossEntropy",
+    "LinearAlpha",
+    "PastPredictions",
+    "PredictionStore",
+    "SnapshotTeacher",
+    "TFKDRegLoss",
+    "TFKDSelfLoss",
+    "aurc",
+    "check_alpha",
+    "class_wise_kl",
+    "classification_metrics",
+    "expected_calibration_error",
+    "label_smoothing_targets",
+    "negative_log_likelihood",
+    "one_hot",
+    "soft_target_cross_entropy",
+    "soften_targets",
+    "top_k_error",
+]

@@ -1,0 +1,144 @@
+"""Losses of PS-KD and of its rivals, as pure functions plus small modules for any training loop.
+
+Every loss is averaged over the batch, as in the papers' equations.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from common.schedules import check_alpha
+from common.targets import one_hot
+
+
+def soft_target_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """H(targets, softmax(logits)) averaged over the batch: PS-KD's loss (paper, Eq. 3 with Eq. 4)."""
+    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+
+
+def label_smoothing_targets(labels: Tensor, num_classes: int, epsilon: float) -> Tensor:
+    """Label smoothing (Szegedy et al. 2016; supplement A.2): ``(1 - eps) * y + eps / K``."""
+    epsilon = check_alpha(epsilon, "epsilon")
+    return one_hot(labels, num_classes) * (1.0 - epsilon) + epsilon / num_classes
+
+
+class LabelSmoothingCrossEntropy(nn.Module):
+    """Cross entropy against label-smoothed targets (supplement A.2, eq. for y_LS)."""
+
+    def __init__(self, epsilon: float = 0.1) -> None:
+        super().__init__()
+        self.epsilon = check_alpha(epsilon, "epsilon")
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        targets = label_smoothing_targets(labels, logits.shape[1], self.epsilon).to(logits.device)
+        return soft_target_cross_entropy(logits, targets)
+
+
+def _check_temperature(tau: float) -> float:
+    tau = float(tau)
+    if not tau > 0:
+        raise ValueError(f"the temperature tau must be > 0; got {tau}")
+    return tau
+
+
+def class_wise_kl(logits: Tensor, partner_logits: Tensor, tau: float) -> Tensor:
+    """CS-KD's class-wise regulariser without its weight (Yun et al., CVPR 2020, Eq. 2).
+
+    ``tau^2 * KL(softmax(partner / tau) || softmax(logits / tau))`` summed over classes and averaged
+    over the batch. The partner (another sample of the same class) is detached: it only serves as the
+    target, as in the reference code (alinlab/cs-kd), where it comes from a no-grad forward.
+    """
+    tau = _check_temperature(tau)
+    log_p = F.log_softmax(logits.float() / tau, dim=1)
+    q = F.softmax(partner_logits.detach().float() / tau, dim=1)
+    return F.kl_div(log_p, q, reduction="batchmean") * tau**2
+
+
+class ClassWiseRegularizer(nn.Module):
+    """``lambda_cls * class_wise_kl(...)``: the term CS-KD adds to the cross entropy of the first half."""
+
+    def __init__(self, tau: float = 4.0, lambda_cls: float = 1.0) -> None:
+        super().__init__()
+        self.tau = _check_temperature(tau)
+        if lambda_cls < 0:
+            raise ValueError(f"lambda_cls must be >= 0; got {lambda_cls}")
+        self.lambda_cls = float(lambda_cls)
+
+    def forward(self, logits: Tensor, partner_logits: Tensor) -> Tensor:
+        return self.lambda_cls * class_wise_kl(logits, partner_logits, self.tau)
+
+
+def _kd_term(student_log_probs: Tensor, teacher_probs: Tensor, multiplier: float | None) -> Tensor:
+    """KL(teacher || student): batch-mean (the papers' form) or, with ``multiplier``, the reference
+    code's form ``nn.KLDivLoss()`` (element-wise mean over B x K) times ``multiplier``."""
+    if multiplier is None:
+        return F.kl_div(student_log_probs, teacher_probs, reduction="batchmean")
+    kl = F.kl_div(student_log_probs, teacher_probs, reduction="sum")
+    return kl / student_log_probs.numel() * multiplier
+
+
+class TFKDSelfLoss(nn.Module):
+    """TF-KD self-training (Yuan et al., CVPR 2020, Eq. 8).
+
+    ``(1 - alpha) * CE(logits, y) + alpha * tau^2 * KL(softmax(t / tau) || softmax(s / tau))`` where the
+    teacher is a pre-trained model of the same architecture. ``multiplier=None`` uses the batch-mean KL
+    of the equation; a number reproduces the reference code, whose ``nn.KLDivLoss()`` averages over
+    B x K and is rescaled by that multiplier (equivalent to a weight of ``multiplier / K``).
+    """
+
+    def __init__(self, tau: float, alpha: float, multiplier: float | None = None) -> None:
+        super().__init__()
+        self.tau = _check_temperature(tau)
+        self.alpha = check_alpha(alpha)
+        self.multiplier = multiplier
+
+    def forward(self, logits: Tensor, labels: Tensor, teacher_logits: Tensor) -> Tensor:
+        ce = F.cross_entropy(logits.float(), labels)
+        kd = _kd_term(
+            F.log_softmax(logits.float() / self.tau, dim=1),
+            F.softmax(teacher_logits.detach().float() / self.tau, dim=1),
+            self.multiplier,
+        )
+        return (1.0 - self.alpha) * ce + self.alpha * self.tau**2 * kd
+
+
+def tf_kd_reg_teacher(labels: Tensor, num_classes: int, a: float, tau: float) -> Tensor:
+    """The hand-designed teacher of TF-KD reg: softmax(p^d / tau) with p^d = a on the true class and
+    (1 - a) / (K - 1) elsewhere (Yuan et al., Eq. 9)."""
+    a = check_alpha(a, "a (correct-class probability)")
+    p_d = torch.full((labels.shape[0], num_classes), (1.0 - a) / (num_classes - 1), device=labels.device)
+    p_d.scatter_(1, labels.long().unsqueeze(1), a)
+    return F.softmax(p_d / tau, dim=1)
+
+
+class TFKDRegLoss(nn.Module):
+    """TF-KD with a manually designed regularisation teacher (Yuan et al., CVPR 2020, Eq. 9).
+
+    ``form="paper"``: ``(1 - alpha) * CE + alpha * KL(softmax(p^d / tau) || softmax(s / tau))``, batch-mean.
+    ``form="reference"``: the reference code's loss, where the student is *not* softened and the KL is
+    ``nn.KLDivLoss()`` (element-wise mean) times ``multiplier``:
+    ``(1 - alpha) * CE + alpha * multiplier * mean(KL(softmax(p^d / tau) || softmax(s)))``.
+    """
+
+    def __init__(
+        self, tau: float, alpha: float, a: float, form: str = "paper", multiplier: float = 1.0
+    ) -> None:
+        super().__init__()
+        if form not in ("paper", "reference"):
+            raise ValueError(f"form must be 'paper' or 'reference'; got {form!r}")
+        self.tau = _check_temperature(tau)
+        self.alpha = check_alpha(alpha)
+        self.a = check_alpha(a, "a (correct-class probability)")
+        self.form = form
+        self.multiplier = float(multiplier)
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        ce = F.cross_entropy(logits.float(), labels)
+        teacher = tf_kd_reg_teacher(labels, logits.shape[1], self.a, self.tau)
+        if self.form == "paper":
+            kd = _kd_term(F.log_softmax(logits.float() / self.tau, dim=1), teacher, None)
+        else:
+            kd = _kd_term(F.log_softmax(logits.float(), dim=1), teacher, self.multiplier)
+        return (1.0 - self.alpha) * ce + self.alpha * kd

@@ -1,0 +1,124 @@
+"""Tables built from run records: mean ± std over seeds, the paper's value and our difference to it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.io import atomic_write_text
+from common.reference import paper_values
+
+CLASSIFICATION_COLUMNS = ("top1_err", "top5_err", "nll", "ece", "aurc")
+COLUMN_TITLES = {"top1_err": "Top-1 Err (%)", "top5_err": "Top-5 Err (%)", "nll": "NLL", "ece": "ECE (%)",
+                 "aurc": "AURC (x1e3)", "eaurc": "E-AURC (x1e3)", "bleu": "BLEU", "map": "mAP"}
+
+
+@dataclass
+class Cell:
+    values: list[float]
+    paper: float | None = None
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else math.nan
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation over seeds; None with a single seed."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.paper is None or not self.values else self.mean - self.paper
+
+
+@dataclass
+class Row:
+    labels: dict[str, str]
+    seeds: list[Any]
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+
+def build_rows(records: Sequence[dict[str, Any]], group_by: Sequence[str],
+               columns: Sequence[str] = CLASSIFICATION_COLUMNS) -> list[Row]:
+    """One row per distinct ``labels[group_by]``, in order of first appearance; values from ``final``."""
+    rows: dict[tuple[str, ...], Row] = {}
+    for record in records:
+        labels = record.get("labels", {})
+        missing = [k for k in group_by if k not in labels]
+        if missing:
+            raise ValueError(f"record {record.get('_path', record.get('name'))} has no label {missing}")
+        key = tuple(str(labels[k]) for k in group_by)
+        row = rows.setdefault(key, Row(labels=dict(zip(group_by, key, strict=True)), seeds=[]))
+        row.seeds.append(record.get("seed"))
+        reference = record.get("reference") or {}
+        paper = paper_values(reference["table"], reference["path"]) if reference else {}
+        for column in columns:
+            cell = row.cells.setdefault(column, Cell(values=[]))
+            value = (record.get("final") or {}).get(column)
+            if value is not None:
+                cell.values.append(float(value))
+            if column in paper:
+                cell.paper = paper[column]
+    return list(rows.values())
+
+
+def _fmt(value: float | None, digits: int, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def to_markdown(rows: Sequence[Row], columns: Sequence[str] = CLASSIFICATION_COLUMNS, digits: int = 2) -> str:
+    """Markdown table: each metric as ``mean ± std`` (ours), then the paper's value and ours minus it."""
+    if not rows:
+        return "_no finished runs_\n"
+    label_keys = list(rows[0].labels)
+    with_paper = {c for c in columns if any(r.cells[c].paper is not None for r in rows)}
+    header = [*label_keys, "seeds"]
+    for c in columns:
+        title = COLUMN_TITLES.get(c, c)
+        header += [title, "paper", "Δ"] if c in with_paper else [title]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        out = [row.labels[k] for k in label_keys] + [str(len(row.seeds))]
+        for c in columns:
+            cell = row.cells[c]
+            ours = _fmt(cell.mean, digits) + (f" ± {_fmt(cell.std, digits)}" if cell.std is not None else "")
+            out.append(ours)
+            if c in with_paper:
+                out += [_fmt(cell.paper, digits), _fmt(cell.delta, digits, signed=True)]
+        lines.append("| " + " | ".join(out) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: Sequence[Row], columns: Sequence[str] = CLASSIFICATION_COLUMNS) -> str:
+    """CSV with full precision: per metric ``_mean``, ``_std``, ``_paper`` and ``_delta`` columns."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    label_keys = list(rows[0].labels) if rows else []
+    writer.writerow([*label_keys, "n_seeds", *(f"{c}_{s}" for c in columns for s in ("mean", "std", "paper", "delta"))])
+    for row in rows:
+        values: list[Any] = [row.labels[k] for k in label_keys] + [len(row.seeds)]
+        for c in columns:
+            cell = row.cells[c]
+            values += ["" if v is None else v for v in (cell.mean, cell.std, cell.paper, cell.delta)]
+        writer.writerow(values)
+    return buffer.getvalue()
+
+
+def write_table(records: Sequence[dict[str, Any]], out_stem: str | os.PathLike, group_by: Sequence[str],
+                columns: Sequence[str] = CLASSIFICATION_COLUMNS, title: str | None = None) -> tuple[Path, Path]:
+    """Write ``<out_stem>.md`` and ``<out_stem>.csv`` for ``records``; return both paths."""
+    rows = build_rows(records, group_by, columns)
+    stem = Path(out_stem)
+    markdown = (f"### {title}\n\n" if title else "") + to_markdown(rows, columns)
+    return (atomic_write_text(stem.with_suffix(".md"), markdown),
+            atomic_write_text(stem.with_suffix(".csv"), to_csv(rows, columns)))

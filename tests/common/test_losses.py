@@ -1,0 +1,102 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common import (
+    ClassWiseRegularizer,
+    LabelSmoothingCrossEntropy,
+    TFKDRegLoss,
+    TFKDSelfLoss,
+    class_wise_kl,
+    label_smoothing_targets,
+    soft_target_cross_entropy,
+)
+
+LOGITS = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+LABELS = torch.tensor([0, 2])
+
+
+def _log_softmax_by_hand(row):
+    z = math.log(sum(math.exp(v) for v in row))
+    return [v - z for v in row]
+
+
+def test_soft_target_cross_entropy_by_hand():
+    targets = torch.tensor([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5]])
+    expected = 0.0
+    for row, t in zip(LOGITS.tolist(), targets.tolist(), strict=True):
+        expected += -sum(ti * li for ti, li in zip(t, _log_softmax_by_hand(row), strict=True))
+    assert soft_target_cross_entropy(LOGITS, targets).item() == pytest.approx(expected / 2, rel=1e-6)
+
+
+def test_soft_target_cross_entropy_of_one_hot_is_cross_entropy():
+    targets = F.one_hot(LABELS, 3).float()
+    assert soft_target_cross_entropy(LOGITS, targets).item() == pytest.approx(F.cross_entropy(LOGITS, LABELS).item())
+
+
+def test_label_smoothing_matches_torch():
+    torch.testing.assert_close(label_smoothing_targets(LABELS, 3, 0.1)[0], torch.tensor([0.9 + 0.1 / 3, 0.1 / 3, 0.1 / 3]))
+    ours = LabelSmoothingCrossEntropy(0.1)(LOGITS, LABELS)
+    assert ours.item() == pytest.approx(F.cross_entropy(LOGITS, LABELS, label_smoothing=0.1).item(), rel=1e-6)
+
+
+def test_class_wise_kl_by_hand():
+    partner = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
+    tau = 4.0
+    expected = 0.0
+    for own, other in zip(LOGITS.tolist(), partner.tolist(), strict=True):
+        log_p = _log_softmax_by_hand([v / tau for v in own])
+        log_q = _log_softmax_by_hand([v / tau for v in other])
+        expected += sum(math.exp(lq) * (lq - lp) for lq, lp in zip(log_q, log_p, strict=True))
+    expected = expected / 2 * tau**2
+    assert class_wise_kl(LOGITS, partner, tau).item() == pytest.approx(expected, rel=1e-5)
+    assert ClassWiseRegularizer(tau, 2.0)(LOGITS, partner).item() == pytest.approx(2 * expected, rel=1e-5)
+
+
+def test_class_wise_kl_does_not_backpropagate_into_the_partner():
+    own, partner = LOGITS.clone().requires_grad_(), LOGITS.flip(0).clone().requires_grad_()
+    class_wise_kl(own, partner, 4.0).backward()
+    assert partner.grad is None and own.grad.abs().sum() > 0
+
+
+def test_tf_kd_self_by_hand_and_reference_form():
+    teacher = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    tau, alpha = 6.0, 0.95
+    ce = F.cross_entropy(LOGITS, LABELS).item()
+    kl_sum = 0.0
+    for s, t in zip(LOGITS.tolist(), teacher.tolist(), strict=True):
+        log_p = _log_softmax_by_hand([v / tau for v in s])
+        log_q = _log_softmax_by_hand([v / tau for v in t])
+        kl_sum += sum(math.exp(lq) * (lq - lp) for lq, lp in zip(log_q, log_p, strict=True))
+    paper = (1 - alpha) * ce + alpha * tau**2 * kl_sum / 2
+    assert TFKDSelfLoss(tau, alpha)(LOGITS, LABELS, teacher).item() == pytest.approx(paper, rel=1e-5)
+    reference = (1 - alpha) * ce + alpha * tau**2 * kl_sum / (2 * 3) * 50
+    assert TFKDSelfLoss(tau, alpha, multiplier=50)(LOGITS, LABELS, teacher).item() == pytest.approx(reference, rel=1e-5)
+
+
+def test_tf_kd_reg_by_hand_both_forms():
+    tau, alpha, a, K = 20.0, 0.1, 0.9, 3
+    ce = F.cross_entropy(LOGITS, LABELS).item()
+    paper_kl = reference_kl = 0.0
+    for s, y in zip(LOGITS.tolist(), LABELS.tolist(), strict=True):
+        p_d = [a if k == y else (1 - a) / (K - 1) for k in range(K)]
+        log_q = _log_softmax_by_hand([v / tau for v in p_d])
+        log_p_tau = _log_softmax_by_hand([v / tau for v in s])
+        log_p = _log_softmax_by_hand(s)
+        paper_kl += sum(math.exp(lq) * (lq - lp) for lq, lp in zip(log_q, log_p_tau, strict=True))
+        reference_kl += sum(math.exp(lq) * (lq - lp) for lq, lp in zip(log_q, log_p, strict=True))
+    paper = (1 - alpha) * ce + alpha * paper_kl / 2
+    reference = (1 - alpha) * ce + alpha * 4.0 * reference_kl / (2 * K)
+    assert TFKDRegLoss(tau, alpha, a)(LOGITS, LABELS).item() == pytest.approx(paper, rel=1e-5)
+    got = TFKDRegLoss(tau, alpha, a, form="reference", multiplier=4.0)(LOGITS, LABELS).item()
+    assert got == pytest.approx(reference, rel=1e-5)
+
+
+@pytest.mark.parametrize("make", [lambda: ClassWiseRegularizer(tau=0), lambda: TFKDSelfLoss(tau=-1, alpha=0.5),
+                                  lambda: TFKDRegLoss(20, 1.5, 0.9), lambda: TFKDRegLoss(20, 0.1, 0.9, form="x"),
+                                  lambda: LabelSmoothingCrossEntropy(2.0)])
+def test_bad_hyper_parameters_are_refused(make):
+    with pytest.raises(ValueError):
+        make()

@@ -1,0 +1,96 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common import PSKD, LinearAlpha, PredictionStore, one_hot, soften_targets
+
+
+def _probs(n, k, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return F.softmax(torch.randn(n, k, generator=g) * 3, dim=1)
+
+
+def test_unwritten_rows_read_as_one_hot():
+    store = PredictionStore(10, 4)
+    labels = torch.tensor([3, 0, 2])
+    torch.testing.assert_close(store.past_probs(labels, ids=torch.tensor([7, 1, 4])), one_hot(labels, 4))
+
+
+def test_record_then_read_returns_the_same_rows_exactly_in_fp32():
+    store = PredictionStore(20, 5)
+    ids = torch.tensor([3, 17, 8, 0])
+    probs = _probs(4, 5)
+    store.record(ids, probs)
+    labels = torch.zeros(4, dtype=torch.long)
+    assert torch.equal(store.past_probs(labels, ids=ids), probs)
+    mixed = torch.tensor([8, 5])  # one written row, one unwritten
+    got = store.past_probs(torch.tensor([1, 2]), ids=mixed)
+    assert torch.equal(got[0], probs[2]) and torch.equal(got[1], one_hot(torch.tensor([2]), 5)[0])
+
+
+@pytest.mark.parametrize(("dtype", "bound"), [("float16", 2**-11), ("bfloat16", 2**-8)])
+def test_half_precision_stores_are_within_their_rounding_error(dtype, bound):
+    store = PredictionStore(100, 10, dtype=dtype)
+    ids = torch.randperm(100)[:64]
+    probs = _probs(64, 10)
+    store.record(ids, probs)
+    got = store.past_probs(torch.zeros(64, dtype=torch.long), ids=ids)
+    # relative rounding error of the format, on values <= 1
+    assert (got - probs).abs().max().item() <= bound
+    assert store.table.dtype == getattr(torch, dtype)
+    assert store.nbytes == 100 * 10 * 2 + 100
+
+
+def test_state_dict_round_trip_and_weights_only_load(tmp_path):
+    store = PredictionStore(30, 6, dtype="bfloat16")
+    ids = torch.arange(0, 30, 2)
+    store.record(ids, _probs(15, 6))
+    torch.save(store.state_dict(), tmp_path / "store.pt")
+    state = torch.load(tmp_path / "store.pt", weights_only=True)
+    assert state["table"].dtype == torch.bfloat16
+    restored = PredictionStore(30, 6, dtype="bfloat16")
+    restored.load_state_dict(state)
+    assert torch.equal(restored.table, store.table) and torch.equal(restored.filled, store.filled)
+
+
+@pytest.mark.parametrize(("n", "k", "dtype"), [(31, 6, "float32"), (30, 7, "float32"), (30, 6, "float16")])
+def test_state_of_another_shape_or_dtype_is_refused_with_a_clear_message(n, k, dtype):
+    state = PredictionStore(30, 6).state_dict()
+    with pytest.raises(ValueError, match="does not fit this run.*30 samples x 6 classes in float32"):
+        PredictionStore(n, k, dtype=dtype).load_state_dict(state)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="dtype"):
+        PredictionStore(4, 3, dtype="int8")
+    with pytest.raises(ValueError, match="sharing"):
+        PredictionStore(4, 3, sharing="everywhere")
+    with pytest.raises(ValueError, match="ids"):
+        PredictionStore(4, 3).past_probs(torch.tensor([0]))
+
+
+def test_pskd_epoch_two_targets_use_the_softmax_recorded_in_epoch_one():
+    """Alg. 1 by hand: targets at epoch t = (1 - alpha_t) y + alpha_t * softmax recorded at epoch t-1."""
+    torch.manual_seed(0)
+    n, k, epochs = 12, 4, 3
+    inputs, labels = torch.randn(n, 5), torch.randint(0, k, (n,))
+    model = torch.nn.Linear(5, k)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    pskd = PSKD(LinearAlpha(0.8, epochs), PredictionStore(n, k))
+    recorded: dict[int, torch.Tensor] = {}
+    for epoch in range(epochs):
+        alpha = pskd.begin_epoch(epoch)
+        softmax_this_epoch = torch.zeros(n, k)
+        for ids in torch.randperm(n).split(4):
+            targets = pskd.targets(labels[ids], ids=ids)
+            expected_past = recorded[epoch - 1][ids] if epoch else one_hot(labels[ids], k)
+            torch.testing.assert_close(targets, soften_targets(labels[ids], expected_past, alpha))
+            logits = model(inputs[ids])
+            loss = pskd.loss(logits, labels[ids], ids=ids)
+            softmax_this_epoch[ids] = F.softmax(logits.detach(), 1)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        pskd.end_epoch(model)
+        recorded[epoch] = softmax_this_epoch
+    assert pskd.alpha == pytest.approx(0.8)

@@ -1,0 +1,87 @@
+import csv
+import io
+import json
+
+import pytest
+import torch
+
+from common import expected_calibration_error
+from common.io import atomic_write_json
+from common.plots import calibration_plot, metric_curves, reliability_diagram
+from common.records import RunRecord, load_records
+from common.reference import paper_values
+from common.tables import build_rows, to_csv, to_markdown, write_table
+
+
+def _write_run(folder, method, seed, top1, ece, finished=True):
+    record = RunRecord(
+        name=f"r18-{method}-s{seed}", config={"method": method, "epochs": 2}, seed=seed,
+        labels={"model": "preact_resnet18", "method": method},
+        reference={"table": "cifar100_main", "path": ["preact_resnet18", method]},
+    )
+    record.add_epoch(0, train_loss=2.0, top1_err=top1 + 5)
+    if finished:
+        record.finish({"top1_err": top1, "top5_err": 5.0, "nll": 0.8, "ece": ece, "aurc": 50.0})
+    return record.write(folder / f"{method}-{seed}.json")
+
+
+def test_record_holds_config_seed_commit_host_epochs_and_is_valid_json(tmp_path):
+    path = _write_run(tmp_path, "ps_kd", 1, 20.0, 2.0)
+    data = json.loads(path.read_text())
+    assert data["config"] == {"method": "ps_kd", "epochs": 2} and data["seed"] == 1
+    assert set(data["git"]) == {"commit", "dirty"} and "device" in data["host"]
+    assert data["epochs"] == [{"epoch": 0, "train_loss": 2.0, "top1_err": 25.0}]
+    assert data["wall_time_s"] >= 0 and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_atomic_write_keeps_the_old_file_when_serialisation_fails(tmp_path):
+    path = atomic_write_json(tmp_path / "r.json", {"a": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(path, {"a": object()})
+    assert json.loads(path.read_text()) == {"a": 1} and len(list(tmp_path.iterdir())) == 1
+
+
+def test_paper_lookup():
+    assert paper_values("cifar100_main", ["preact_resnet18", "ps_kd"]) == {
+        "top1_err": 20.82, "top5_err": 5.10, "nll": 0.76, "ece": 1.77, "aurc": 52.10}
+    assert paper_values("table_s3", ["ps_kd"])["diningtable"] == 77.98
+    assert paper_values("iwslt15_bleu", ["de_en", "ps_kd"]) == {"value": 36.2}
+    assert paper_values("cifar100_main", ["preact_resnet18", "mixup"]) == {}
+    with pytest.raises(KeyError, match="known"):
+        paper_values("cifar10", ["x"])
+
+
+def test_table_mean_std_over_seeds_with_paper_and_delta(tmp_path):
+    for seed, top1 in [(1, 20.0), (2, 21.0), (3, 22.0)]:
+        _write_run(tmp_path, "ps_kd", seed, top1, 2.0)
+    _write_run(tmp_path, "baseline", 1, 24.0, 11.0)
+    _write_run(tmp_path, "baseline", 2, 99.0, 99.0, finished=False)
+    records = load_records(tmp_path)
+    assert len(records) == 4
+    rows = build_rows(records, ["model", "method"])
+    baseline, ps_kd = rows
+    assert ps_kd.cells["top1_err"].mean == pytest.approx(21.0) and ps_kd.cells["top1_err"].std == pytest.approx(1.0)
+    assert ps_kd.cells["top1_err"].delta == pytest.approx(21.0 - 20.82)
+    assert baseline.cells["ece"].std is None and baseline.cells["ece"].paper == 11.84
+    markdown = to_markdown(rows)
+    assert "| preact_resnet18 | ps_kd | 3 | 21.00 ± 1.00 | 20.82 | +0.18 |" in markdown
+    table = list(csv.DictReader(io.StringIO(to_csv(rows))))
+    assert float(table[1]["top1_err_delta"]) == pytest.approx(0.18)
+    md, csv_path = write_table(records, tmp_path / "out" / "table", ["method"], title="Demo")
+    assert md.read_text().startswith("### Demo") and csv_path.exists()
+
+
+def test_corrupt_record_is_named(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        load_records(tmp_path)
+
+
+def test_plots_write_png_files(tmp_path):
+    probs = torch.softmax(torch.randn(500, 10) * 2, 1)
+    labels = torch.randint(0, 10, (500,))
+    bins = expected_calibration_error(probs, labels)
+    for path in (reliability_diagram(bins, tmp_path / "rel.png", "demo"),
+                 calibration_plot({"a": bins, "b": bins.to_dict()}, tmp_path / "cal.png"),
+                 metric_curves({"a": ([0, 1, 2], [3.0, 2.0, 1.5])}, tmp_path / "curve.png", "NLL")):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

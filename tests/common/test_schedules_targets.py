@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from common import FixedAlpha, LinearAlpha, check_alpha, one_hot, soften_targets
+
+
+def test_linear_alpha_follows_the_official_epoch_convention():
+    schedule = LinearAlpha(0.8, epochs=300)
+    assert schedule(0) == pytest.approx(0.8 / 300)
+    assert schedule(149) == pytest.approx(0.4)
+    assert schedule(299) == pytest.approx(0.8)
+
+
+def test_linear_alpha_rejects_epochs_outside_the_run():
+    with pytest.raises(ValueError, match=r"\[0, 9\]"):
+        LinearAlpha(0.8, epochs=10)(10)
+
+
+def test_fixed_alpha_is_constant():
+    assert [FixedAlpha(0.4)(e) for e in (0, 5, 100)] == [0.4, 0.4, 0.4]
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_alpha_outside_unit_interval_is_refused(bad):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        check_alpha(bad)
+    with pytest.raises(ValueError, match="alpha_T"):
+        LinearAlpha(bad, 10)
+
+
+def test_soften_targets_matches_equation_4_by_hand():
+    labels = torch.tensor([2, 0])
+    past = torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25]])
+    got = soften_targets(labels, past, 0.3)
+    expected = torch.tensor([[0.03, 0.06, 0.7 + 0.21], [0.7 + 0.15, 0.075, 0.075]])
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got.sum(1), torch.ones(2))
+
+
+def test_soften_targets_with_one_hot_past_is_one_hot():
+    labels = torch.tensor([1, 3, 0])
+    torch.testing.assert_close(soften_targets(labels, one_hot(labels, 4), 0.8), one_hot(labels, 4))
