@@ -39,12 +39,31 @@ def _check(probs: Tensor, labels: Tensor) -> None:
         raise ValueError(f"expected probs (n, K) and labels (n,); got {tuple(probs.shape)} and {tuple(labels.shape)}")
 
 
+def _top_k_hits(probs: Tensor, labels: Tensor, correct: Tensor, ks: tuple[int, ...]) -> list[int]:
+    """Samples whose label is among the k most probable classes, for each k.
+
+    Top-1 is ``argmax == label`` (as the accuracy of the ECE bins). For k > 1 a label is a hit when
+    fewer than k classes are strictly more probable: one comparison pass instead of a slow ``topk``;
+    a label tied with the k-th class counts as a hit (``topk`` would break such ties arbitrarily).
+    """
+    hits = []
+    rank = None
+    for k in ks:
+        if k == 1:
+            hits.append(int(correct.sum()))
+            continue
+        if rank is None:
+            p_true = probs.gather(1, labels.long().unsqueeze(1))
+            rank = (probs > p_true).sum(dim=1)
+        hits.append(int((rank < k).sum()))
+    return hits
+
+
 def top_k_error(probs: Tensor, labels: Tensor, k: int = 1) -> float:
     """Percentage of samples whose label is not among the k most probable classes."""
     _check(probs, labels)
-    k = min(k, probs.shape[1])
-    hit = (probs.topk(k, dim=1).indices == labels.unsqueeze(1)).any(dim=1)
-    return 100.0 * (1.0 - hit.double().mean().item())
+    correct = probs.argmax(dim=1) == labels
+    return 100.0 * (1.0 - _top_k_hits(probs, labels, correct, (k,))[0] / labels.shape[0])
 
 
 def negative_log_likelihood(probs: Tensor, labels: Tensor) -> float:
@@ -148,14 +167,12 @@ class ClassificationMetrics:
     def update(self, probs: Tensor, labels: Tensor) -> None:
         _check(probs, labels)
         labels = labels.to(probs.device).long()
-        k_max = min(max(self.topk), probs.shape[1])
-        ranked = probs.topk(k_max, dim=1).indices == labels.unsqueeze(1)
-        for i, k in enumerate(self.topk):
-            self._topk_hits[i] += int(ranked[:, :k].any(dim=1).sum())
-        p_true = probs.gather(1, labels.unsqueeze(1)).squeeze(1).double()
-        self._nll_sum += float(-p_true.clamp_min(NLL_FLOOR).log().sum())
         confidence, prediction = probs.max(dim=1)
         correct = prediction == labels
+        for i, hits in enumerate(_top_k_hits(probs, labels, correct, self.topk)):
+            self._topk_hits[i] += hits
+        p_true = probs.gather(1, labels.unsqueeze(1)).squeeze(1).double()
+        self._nll_sum += float(-p_true.clamp_min(NLL_FLOOR).log().sum())
         for acc, part in zip(self._bins, _bin_sums(confidence, correct, self.n_bins), strict=True):
             acc += part.cpu()
         self._confidence.append(confidence.float().cpu())

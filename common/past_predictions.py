@@ -111,6 +111,8 @@ class PredictionStore(PastPredictions):
         # ids travel inside the float32 block that is all_gathered: exact only below 2**24.
         if ddp.is_distributed() and self.num_samples >= 2**24:
             raise ValueError(f"num_samples={num_samples} is too large for the float32 id column (max 2**24 - 1)")
+        # Once every row has been written, reads skip the one-hot fallback and writes skip the mask.
+        self._complete = False
         self._gather_group: dist.ProcessGroup | None = None
         self._pending: tuple[Tensor, Tensor, torch.cuda.Event] | None = None
         if self.sharing == "node":
@@ -132,6 +134,8 @@ class PredictionStore(PastPredictions):
         self._complete_pending_write()
         ids = ids.to(self.device, non_blocking=True)
         rows = self.table.index_select(0, ids)
+        if self._complete:
+            return _to_device(rows, labels.device).float()
         seen = self.filled.index_select(0, ids)
         if labels.device != self.device:
             rows, seen = _to_device(rows, labels.device), _to_device(seen, labels.device)
@@ -162,6 +166,7 @@ class PredictionStore(PastPredictions):
     def end_epoch(self, model: nn.Module | None = None) -> None:
         self._complete_pending_write()
         ddp.barrier()
+        self._complete = bool(self.filled.all())
 
     def _complete_pending_write(self) -> None:
         if self._pending is not None:
@@ -172,7 +177,8 @@ class PredictionStore(PastPredictions):
 
     def _write(self, ids: Tensor, probs: Tensor) -> None:
         self.table.index_copy_(0, ids, probs.to(self.dtype))
-        self.filled.index_fill_(0, ids, True)
+        if not self._complete:
+            self.filled.index_fill_(0, ids, True)
 
     def state_dict(self) -> dict[str, Any]:
         """The table once, in its dtype, on the CPU, plus which rows have been written."""
@@ -200,9 +206,12 @@ class PredictionStore(PastPredictions):
             self.table.copy_(state["table"])
             self.filled.copy_(state["filled"])
         ddp.barrier()
+        self._complete = bool(self.filled.all())
 
 
 def _to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    if tensor.device == device:
+        return tensor
     if tensor.device.type == "cpu" and device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)
     if tensor.device.type == "cuda" and device.type == "cpu":

@@ -31,7 +31,8 @@ def _launch(tmp_path, sharing, world, local_world):
         procs.append((subprocess.Popen([sys.executable, str(WORKER), sharing, str(out)], env=env,
                                        stderr=subprocess.PIPE, text=True), out))
     errors = [proc.communicate(timeout=180)[1] for proc, _ in procs]
-    failed = [f"rank {r}:\n{e[-2000:]}" for r, ((proc, _), e) in enumerate(zip(procs, errors, strict=True)) if proc.returncode]
+    failed = [f"rank {r}:\n{err[-2000:]}" for r, ((proc, _), err) in enumerate(zip(procs, errors, strict=True))
+              if proc.returncode]
     assert not failed, "\n".join(failed)
     return [torch.load(out, weights_only=False) for _, out in procs]
 

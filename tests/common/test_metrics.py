@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -5,8 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common import ClassificationMetrics, aurc, classification_metrics, expected_calibration_error
-from common import negative_log_likelihood, top_k_error
+from common import (
+    ClassificationMetrics,
+    aurc,
+    classification_metrics,
+    expected_calibration_error,
+    negative_log_likelihood,
+    top_k_error,
+)
 
 
 def _random_predictions(n=2000, k=20, seed=0):
@@ -56,7 +63,7 @@ def test_confidences_on_bin_edges_fall_in_the_lower_bin_as_in_the_official_code(
     # K = 20 classes, the rest of the mass spread evenly, so that the maximum is ``confidence``
     probs = torch.cat([confidence[:, None], ((1 - confidence) / 19)[:, None].expand(-1, 19)], dim=1)
     labels = torch.zeros(len(confidence), dtype=torch.long)
-    official = [int((confidence.gt(lo) & confidence.le(hi)).sum()) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    official = [int((confidence.gt(lo) & confidence.le(hi)).sum()) for lo, hi in itertools.pairwise(edges)]
     assert expected_calibration_error(probs, labels).count == official
 
 

@@ -56,7 +56,7 @@ def test_state_dict_round_trip_and_weights_only_load(tmp_path):
 @pytest.mark.parametrize(("n", "k", "dtype"), [(31, 6, "float32"), (30, 7, "float32"), (30, 6, "float16")])
 def test_state_of_another_shape_or_dtype_is_refused_with_a_clear_message(n, k, dtype):
     state = PredictionStore(30, 6).state_dict()
-    with pytest.raises(ValueError, match="does not fit this run.*30 samples x 6 classes in float32"):
+    with pytest.raises(ValueError, match=r"does not fit this run.*30 samples x 6 classes in float32"):
         PredictionStore(n, k, dtype=dtype).load_state_dict(state)
 
 

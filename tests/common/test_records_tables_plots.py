@@ -73,7 +73,7 @@ def test_table_mean_std_over_seeds_with_paper_and_delta(tmp_path):
 
 def test_corrupt_record_is_named(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match="bad.json"):
+    with pytest.raises(ValueError, match=r"bad\.json"):
         load_records(tmp_path)
 
 
