@@ -1,0 +1,277 @@
+"""Run configuration: YAML files under classification/configs/, overridable with ``key=value``.
+
+Every key is declared here with its type and allowed range; unknown keys and bad values are refused
+with a message that names the key. Defaults are the paper's CIFAR-100 recipe (supplement A.4 and the
+official code): SGD, momentum 0.9, Nesterov, lr 0.1, weight decay 5e-4, batch 128, 300 epochs, lr x0.1
+at epochs 150 and 225.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    name: str = "cifar100"
+    root: str = "data"
+    download: bool = False
+    train_size: int | None = None
+    test_size: int | None = None
+    batch_size: int = 128
+    test_batch_size: int = 256
+    num_workers: int = 2
+    num_classes: int | None = None  # synthetic data only
+    image_size: int | None = None  # synthetic data only
+
+
+@dataclass
+class ModelConfig:
+    name: str = "preact_resnet18"
+
+
+@dataclass
+class MethodConfig:
+    name: str = "baseline"
+    epsilon: float = 0.1
+    alpha_T: float = 0.8
+    schedule: str = "linear"
+    past: str = "store"
+    store_dtype: str = "float32"
+    store_device: str = "cpu"
+    store_sharing: str = "replicated"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    epochs: int = 300
+    milestones: list[int] = field(default_factory=lambda: [150, 225])
+    gamma: float = 0.1
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"
+    amp: str = "off"
+    channels_last: bool = False
+    compile: bool = False
+    threads: int | None = None
+    deterministic: bool = False
+    log_every: int = 50
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    seed: int = 0
+    output_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    reference: dict[str, Any] | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+CHOICES = {
+    "data.name": ("cifar100", "imagenet", "fashion_mnist", "synthetic"),
+    "method.schedule": ("linear", "fixed"),
+    "method.past": ("store", "teacher"),
+    "method.store_dtype": ("float32", "float16", "bfloat16"),
+    "method.store_device": ("cpu", "cuda", "model"),
+    "method.store_sharing": ("replicated", "node"),
+    "runtime.device": ("auto", "cpu", "cuda"),
+    "runtime.amp": ("off", "bf16", "fp16"),
+}
+RANGES = {
+    "data.batch_size": (1, None), "data.test_batch_size": (1, None), "data.num_workers": (0, None),
+    "data.train_size": (1, None), "data.test_size": (1, None), "data.num_classes": (2, None),
+    "data.image_size": (4, None),
+    "method.epsilon": (0.0, 1.0), "method.alpha_T": (0.0, 1.0),
+    "optim.lr": (0.0, None), "optim.momentum": (0.0, 1.0), "optim.weight_decay": (0.0, None),
+    "optim.epochs": (1, None), "optim.gamma": (0.0, 1.0),
+    "runtime.threads": (1, None), "runtime.log_every": (1, None),
+}
+# Keys that do not change what a run computes: a resume may change them.
+RESUMABLE_CHANGES = {"output_dir", "data.num_workers", "data.test_batch_size", "data.download", "data.root",
+                     "runtime.threads", "runtime.log_every", "runtime.compile"}
+
+
+class ConfigError(ValueError):
+    """A config key or value is not valid; the message names it and says what is allowed."""
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list; got {value!r}")
+        (item,) = typing.get_args(annotation)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping; got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false; got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer; got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number; got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string; got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {annotation}")
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+                          f"known under {prefix or 'the top level'}: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name, value in values.items():
+        key, annotation = prefix + name, hints[name]
+        if dataclasses.is_dataclass(annotation):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key} must be a mapping of its keys; got {value!r}")
+            kwargs[name] = _build(annotation, value, key + ".")
+        else:
+            kwargs[name] = _coerce(value, annotation, key)
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> None:
+    from classification.methods import METHODS
+    from classification.models import MODELS
+
+    for key, value, registry in (("method.name", cfg.method.name, METHODS), ("model.name", cfg.model.name, MODELS)):
+        if value not in registry:
+            raise ConfigError(f"{key} must be one of {', '.join(sorted(registry))}; got {value!r}")
+    flat = flatten(cfg)
+    for key, allowed in CHOICES.items():
+        if flat[key] not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {flat[key]!r}")
+    for key, (low, high) in RANGES.items():
+        value = flat[key]
+        if value is None:
+            continue
+        if value < low or (high is not None and value > high):
+            bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
+            raise ConfigError(f"{key} must be {bounds}; got {value}")
+    milestones = cfg.optim.milestones
+    if sorted(milestones) != milestones or any(not 0 < m < cfg.optim.epochs for m in milestones):
+        raise ConfigError(f"optim.milestones must increase and lie inside (0, optim.epochs={cfg.optim.epochs}); "
+                          f"got {milestones}")
+    if cfg.method.schedule == "fixed" and cfg.method.name == "ps_kd" and cfg.method.alpha_T == 0:
+        raise ConfigError("method.schedule=fixed with method.alpha_T=0 is plain cross entropy: "
+                          "use method.name=baseline")
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"data.batch_size": 128, ...}`` for a config (or any dataclass)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(flatten(value, prefix + f.name + "."))
+        else:
+            out[prefix + f.name] = value
+    return out
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["optim.lr=0.05", "method.name=ps_kd"]`` -> nested dict; values are parsed as YAML scalars."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value, e.g. optim.lr=0.05")
+        key, raw = item.split("=", 1)
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return nested
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config file as given, or by name under classification/configs/ (``demo/ps_kd`` works)."""
+    candidates = [Path(path), CONFIG_DIR / path, CONFIG_DIR / f"{path}.yaml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no config {path!r}; looked at {', '.join(str(c) for c in candidates)}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file (and the files it names in ``_base_``), then the overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = _load_yaml_with_bases(resolve_config_path(path))
+    values = _merge(values, parse_overrides(overrides or []))
+    cfg = _build(Config, values, "")
+    _validate(cfg)
+    return cfg
+
+
+def _load_yaml_with_bases(path: Path) -> dict[str, Any]:
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys")
+    bases = values.pop("_base_", [])
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        merged = _merge(merged, _load_yaml_with_bases((path.parent / base).resolve()))
+    return _merge(merged, values)
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    cfg = _build(Config, values, "")
+    _validate(cfg)
+    return cfg
+
+
+def result_changing_differences(saved: Config, current: Config) -> list[str]:
+    """Keys whose values differ between two configs and change what a run computes."""
+    a, b = flatten(saved), flatten(current)
+    return [f"{k}: checkpoint has {a[k]!r}, this run has {b[k]!r}"
+            for k in sorted(a) if k not in RESUMABLE_CHANGES and a[k] != b.get(k)]

@@ -1,0 +1,146 @@
+"""Classification models, built by name from a registry.
+
+* ``preact_resnet18``: the paper's CIFAR ResNet-18, pre-activation blocks (He et al., ECCV 2016) with a
+  3x3 stem and no max-pool, as in the official PS-KD code.
+* ``resnet8`` / ``resnet20``: the small CIFAR ResNets of He et al. (CVPR 2016, Sec. 4.2; depth 6n+2),
+  fast enough for 28-32 px demos and tests on a CPU.
+* ``resnet152``: torchvision's ImageNet ResNet-152, randomly initialised (no download).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        MODELS[name] = builder
+        return builder
+
+    return add
+
+
+def build_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
+    """The model ``name`` with a ``num_classes``-way classifier over ``in_channels``-channel images."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name](num_classes=num_classes, in_channels=in_channels)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class PreActBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.shortcut = None
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet(nn.Module):
+    def __init__(self, blocks: list[int], num_classes: int, in_channels: int = 3) -> None:
+        super().__init__()
+        self.in_planes = 64
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        self.layer1 = self._stage(64, blocks[0], 1)
+        self.layer2 = self._stage(128, blocks[1], 2)
+        self.layer3 = self._stage(256, blocks[2], 2)
+        self.layer4 = self._stage(512, blocks[3], 2)
+        self.bn = nn.BatchNorm2d(512)
+        self.linear = nn.Linear(512, num_classes)
+
+    def _stage(self, planes: int, n: int, stride: int) -> nn.Sequential:
+        layers = []
+        for s in [stride] + [1] * (n - 1):
+            layers.append(PreActBlock(self.in_planes, planes, s))
+            self.in_planes = planes
+        return nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
+        out = F.adaptive_avg_pool2d(F.relu(self.bn(out)), 1).flatten(1)
+        return self.linear(out)
+
+
+@register_model("preact_resnet18")
+def preact_resnet18(num_classes: int, in_channels: int = 3) -> nn.Module:
+    return PreActResNet([2, 2, 2, 2], num_classes, in_channels)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet-(6n+2) for small images: three stages of n basic blocks with 16, 32 and 64 channels."""
+
+    def __init__(self, depth: int, num_classes: int, in_channels: int = 3) -> None:
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"a CIFAR ResNet has depth 6n+2; got {depth}")
+        n = (depth - 2) // 6
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        stages, in_planes = [], 16
+        for planes, stride in [(16, 1), (32, 2), (64, 2)]:
+            for s in [stride] + [1] * (n - 1):
+                stages.append(BasicBlock(in_planes, planes, s))
+                in_planes = planes
+        self.stages = nn.Sequential(*stages)
+        self.linear = nn.Linear(64, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(F.adaptive_avg_pool2d(self.stages(self.stem(x)), 1).flatten(1))
+
+
+@register_model("resnet8")
+def resnet8(num_classes: int, in_channels: int = 3) -> nn.Module:
+    return CifarResNet(8, num_classes, in_channels)
+
+
+@register_model("resnet20")
+def resnet20(num_classes: int, in_channels: int = 3) -> nn.Module:
+    return CifarResNet(20, num_classes, in_channels)
+
+
+@register_model("resnet152")
+def resnet152(num_classes: int, in_channels: int = 3) -> nn.Module:
+    from torchvision.models import resnet152 as tv_resnet152
+
+    model = tv_resnet152(weights=None, num_classes=num_classes)
+    if in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+    return model

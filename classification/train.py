@@ -1,0 +1,29 @@
+"""Train a classifier: ``python -m classification.train --config demo/ps_kd [key=value ...] [--resume]``.
+
+Multi-GPU / multi-node: ``torchrun --nproc_per_node=8 -m classification.train --config ...`` (NCCL on GPUs,
+gloo on CPUs); ``data.batch_size`` is the global batch, split evenly over the processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from classification.config import ConfigError, load_config
+from classification.trainer import train
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML file, or a name under classification/configs/ (e.g. demo/ps_kd)")
+    parser.add_argument("--resume", action="store_true", help="continue the run from its checkpoint")
+    parser.add_argument("overrides", nargs="*", help="config overrides such as optim.epochs=5 method.alpha_T=0.5")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except (ConfigError, FileNotFoundError) as err:
+        parser.error(str(err))
+    train(cfg, resume=args.resume)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+"""The classification trainer: one loop for every method, single process or torchrun DDP.
+
+Each epoch: shuffle (seeded by seed and epoch, identical under any world size), train with the
+method's loss, let the method close the epoch (PS-KD's barrier), evaluate on a sharded test set whose
+metrics are reduced over ranks, append to the run record, and write a checkpoint atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from classification.config import Config, config_from_dict, result_changing_differences
+from classification.data import build_datasets
+from classification.methods import MethodContext, build_method
+from classification.models import build_model
+from common import ClassificationMetrics
+from common import distributed as ddp
+from common.io import atomic_write
+from common.records import RunRecord
+
+CHECKPOINT = "checkpoint.pt"
+RECORD = "record.json"
+PREDICTIONS = "val_predictions.pt"
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced NaN or inf; the last good checkpoint is kept."""
+
+
+class ShardSampler(Sampler[int]):
+    """Rank r of w evaluates samples r, r + w, ...: every sample once, no padding duplicates."""
+
+    def __init__(self, size: int, rank: int, world: int) -> None:
+        self.indices = list(range(rank, size, world))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _device(cfg: Config) -> torch.device:
+    if cfg.runtime.device == "cuda" or (cfg.runtime.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("runtime.device=cuda but CUDA is not available; use runtime.device=cpu")
+        return torch.device("cuda", ddp.local_rank() if ddp.is_distributed() else 0)
+    return torch.device("cpu")
+
+
+def _init_distributed(cfg: Config) -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not ddp.is_distributed():
+        use_cuda = cfg.runtime.device != "cpu" and torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    # torchvision's transforms draw from torch's generator; numpy's global one is not used here.
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": torch.tensor(random.getstate()[1], dtype=torch.int64)}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(int(v) for v in state["python"].tolist()), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
+    if cfg.runtime.amp == "off":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if cfg.runtime.amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+class Trainer:
+    """Builds everything from a :class:`Config`; :meth:`fit` trains, :meth:`evaluate` measures."""
+
+    def __init__(self, cfg: Config, resume: bool = False) -> None:
+        self.cfg = cfg
+        _init_distributed(cfg)
+        if cfg.runtime.threads:
+            torch.set_num_threads(cfg.runtime.threads)
+        self.rank, self.world = ddp.rank(), ddp.world_size()
+        self.device = _device(cfg)
+        _seed_everything(cfg.seed, cfg.runtime.deterministic)
+        self.run_dir = cfg.run_dir
+        self.splits = build_datasets(cfg.data.name, cfg.data.root, cfg.data.download, cfg.data.train_size,
+                                     cfg.data.test_size, cfg.data.num_classes, cfg.data.image_size)
+        if cfg.data.batch_size % self.world:
+            raise ValueError(f"data.batch_size={cfg.data.batch_size} (the global batch) must be divisible by the "
+                             f"{self.world} processes")
+        self.model = build_model(cfg.model.name, self.splits.num_classes, self.splits.in_channels).to(self.device)
+        if cfg.runtime.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                                         nesterov=cfg.optim.nesterov, weight_decay=cfg.optim.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.optim.milestones, cfg.optim.gamma)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.runtime.amp == "fp16")
+        self.method = build_method(cfg.method, MethodContext(len(self.splits.train), self.splits.num_classes,
+                                                             cfg.optim.epochs, self.device))
+        self.train_model: nn.Module = self.model
+        if self.world > 1:
+            self.train_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if cfg.runtime.compile:
+            self.train_model = torch.compile(self.train_model)
+        self.sampler = DistributedSampler(self.splits.train, num_replicas=self.world, rank=self.rank,
+                                          shuffle=True, seed=cfg.seed, drop_last=False)
+        self.start_epoch = 0
+        self.record = RunRecord(cfg.name, dataclasses.asdict(cfg), cfg.seed,
+                                labels={"dataset": cfg.data.name, "model": cfg.model.name, "method": cfg.method.name},
+                                reference=cfg.reference)
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_state(self, epoch: int) -> dict[str, Any]:
+        return {"epoch": epoch, "config": dataclasses.asdict(self.cfg), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "method": self.method.state_dict(), "rng": _rng_state(),
+                "record_epochs": self.record.data["epochs"]}
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        state = self._checkpoint_state(epoch)
+        if self.rank == 0:
+            atomic_write(self.run_dir / CHECKPOINT, lambda f: torch.save(state, f))
+
+    def _resume(self) -> None:
+        path = self.run_dir / CHECKPOINT
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without --resume or fix output_dir/name")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        differences = result_changing_differences(config_from_dict(state["config"]), self.cfg)
+        if differences:
+            raise ValueError(
+                "refusing to resume: the config differs from the checkpoint's in settings that change the result:\n  "
+                + "\n  ".join(differences)
+                + f"\nUse the checkpoint's settings, or start a new run under another name than {self.cfg.name!r}."
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.method.load_state_dict(state["method"])
+        self.method.resume(self.model)
+        _set_rng_state(state["rng"])
+        self.record.data["epochs"] = state["record_epochs"]
+        self.start_epoch = state["epoch"] + 1
+
+    # ------------------------------------------------------------------ loops
+    def _train_loader(self, epoch: int) -> DataLoader:
+        self.sampler.set_epoch(epoch)
+        return DataLoader(self.splits.train, batch_size=self.cfg.data.batch_size // self.world, sampler=self.sampler,
+                          num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda",
+                          drop_last=False, persistent_workers=False)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.train_model.train()
+        info = self.method.begin_epoch(epoch)
+        loader = self._train_loader(epoch)
+        total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen, start = 0, time.monotonic()
+        for step, (images, labels, ids) in enumerate(loader):
+            images = images.to(self.device, non_blocking=True)
+            if self.cfg.runtime.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = labels.to(self.device, non_blocking=True)
+            with _autocast(self.cfg, self.device):
+                logits = self.train_model(images)
+            loss = self.method.loss(logits.float(), labels, ids, images)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            total_loss += loss.detach().double() * labels.shape[0]
+            correct += (logits.detach().argmax(1) == labels).sum()
+            seen += labels.shape[0]
+            if (step + 1) % self.cfg.runtime.log_every == 0 and self.rank == 0:
+                self._progress(epoch, step + 1, len(loader), start, total_loss.item() / seen)
+        self.method.end_epoch(self.train_model)
+        sums = torch.stack([total_loss, correct.double(), torch.tensor(float(seen), device=self.device,
+                                                                        dtype=torch.float64)])
+        if self.world > 1:
+            dist.all_reduce(sums)
+        train_loss = sums[0].item() / sums[2].item()
+        if not math.isfinite(train_loss):
+            raise NonFiniteLoss(f"epoch {epoch}: the training loss is {train_loss}. The last good checkpoint "
+                                f"({self.run_dir / CHECKPOINT}) is kept; lower optim.lr or check the data.")
+        self.scheduler.step()
+        return {"train_loss": train_loss, "train_top1_err": 100.0 * (1 - sums[1].item() / sums[2].item()), **info}
+
+    def _progress(self, epoch: int, step: int, steps: int, start: float, loss: float) -> None:
+        elapsed = time.monotonic() - start
+        eta = elapsed / step * (steps - step)
+        print(f"  epoch {epoch} step {step}/{steps} loss {loss:.4f} ({elapsed:.0f}s, epoch ETA {eta:.0f}s)",
+              file=sys.stderr, flush=True)
+
+    @torch.no_grad()
+    def evaluate(self, keep_predictions: bool = False) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+        """Metrics over the whole test set, each rank scoring its shard; optionally every probability."""
+        self.model.eval()
+        loader = DataLoader(self.splits.test, batch_size=self.cfg.data.test_batch_size,
+                            sampler=ShardSampler(len(self.splits.test), self.rank, self.world),
+                            num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
+        metrics = ClassificationMetrics()
+        kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        for images, labels, ids in loader:
+            images = images.to(self.device, non_blocking=True)
+            if self.cfg.runtime.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with _autocast(self.cfg, self.device):
+                logits = self.model(images)
+            probs = F.softmax(logits.float(), dim=1)
+            metrics.update(probs, labels.to(self.device))
+            if keep_predictions:
+                kept.append((ids, probs.cpu(), labels))
+        result = metrics.compute()
+        if not keep_predictions:
+            return result, None
+        ids, probs, labels = (torch.cat(parts) for parts in zip(*kept, strict=True))
+        if self.world > 1:
+            ids, probs, labels = (ddp.all_gather_variable(t) for t in (ids, probs, labels))
+        order = ids.argsort()
+        return result, {"ids": ids[order], "probs": probs[order].half(), "labels": labels[order]}
+
+    def fit(self) -> dict[str, Any]:
+        epochs = self.cfg.optim.epochs
+        run_start = time.monotonic()
+        final: dict[str, Any] = {}
+        for epoch in range(self.start_epoch, epochs):
+            epoch_start = time.monotonic()
+            train = self.train_epoch(epoch)
+            last = epoch == epochs - 1
+            val, predictions = self.evaluate(keep_predictions=last)
+            scalars = {k: v for k, v in val.items() if k != "calibration"}
+            self.record.add_epoch(epoch, **train, **{f"val_{k}": v for k, v in scalars.items()},
+                                  lr=self.optimizer.param_groups[0]["lr"], seconds=time.monotonic() - epoch_start)
+            self._save_checkpoint(epoch)
+            if self.rank == 0:
+                done = epoch + 1 - self.start_epoch
+                eta = (time.monotonic() - run_start) / done * (epochs - epoch - 1)
+                print(f"epoch {epoch + 1}/{epochs}  train loss {train['train_loss']:.4f}  val top-1 err "
+                      f"{val['top1_err']:.2f}%  NLL {val['nll']:.3f}  ECE {val['ece']:.2f}%  AURC {val['aurc']:.1f}  "
+                      f"({time.monotonic() - epoch_start:.0f}s, ETA {eta:.0f}s)", flush=True)
+                if last:
+                    final = val
+                    atomic_write(self.run_dir / PREDICTIONS, lambda f, p=predictions: torch.save(p, f))
+                    self.record.finish(final)
+                self.record.write(self.run_dir / RECORD)
+        return final
+
+
+def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
+    """Train a run from its config (resuming its checkpoint when asked); returns the final metrics."""
+    trainer = Trainer(cfg, resume=resume)
+    try:
+        return trainer.fit()
+    finally:
+        if ddp.is_distributed():
+            dist.destroy_process_group()
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,84 @@
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from classification.trainer import CHECKPOINT, PREDICTIONS, RECORD, NonFiniteLoss, Trainer, train
+from common import one_hot
+
+
+@pytest.mark.parametrize("method", ["baseline", "ls", "ps_kd"])
+def test_short_training_per_method_learns_and_writes_record_checkpoint_predictions(tiny_config, method):
+    cfg = tiny_config(method, epochs=3, **{"optim.lr": 0.1})
+    final = train(cfg)
+    assert final["top1_err"] < 60.0  # 4 classes: chance is 75 %
+    record = json.loads((cfg.run_dir / RECORD).read_text())
+    assert [e["epoch"] for e in record["epochs"]] == [0, 1, 2]
+    assert record["final"]["top1_err"] == final["top1_err"] and record["labels"]["method"] == method
+    assert all(math.isfinite(record["final"][k]) for k in ("top5_err", "nll", "ece", "aurc"))
+    state = torch.load(cfg.run_dir / CHECKPOINT, weights_only=True)
+    assert state["epoch"] == 2
+    predictions = torch.load(cfg.run_dir / PREDICTIONS, weights_only=True)
+    assert predictions["probs"].shape == (64, 4) and torch.equal(predictions["ids"], torch.arange(64))
+    if method == "ps_kd":
+        assert record["epochs"][2]["alpha_t"] == pytest.approx(0.8)
+        assert state["method"]["past"]["table"].shape == (96, 4)
+
+
+def test_pskd_targets_of_epoch_two_use_the_softmax_recorded_in_epoch_one(tiny_config):
+    trainer = Trainer(tiny_config("ps_kd", epochs=3))
+    pskd = trainer.method.pskd
+    recorded, checked = {}, []
+    original_loss = pskd.loss
+
+    def spy_loss(logits, labels, *, ids=None, inputs=None):
+        targets = pskd.targets(labels, ids=ids)
+        if epoch == 1:
+            for i, p in zip(ids.tolist(), F.softmax(logits.detach(), 1), strict=True):
+                recorded[i] = p.clone()
+        if epoch == 2:
+            past = torch.stack([recorded[i] for i in ids.tolist()])
+            expected = (1 - pskd.alpha) * one_hot(labels, 4) + pskd.alpha * past
+            torch.testing.assert_close(targets, expected)
+            checked.append(len(ids))
+        return original_loss(logits, labels, ids=ids, inputs=inputs)
+
+    pskd.loss = spy_loss
+    for epoch in range(3):
+        trainer.train_epoch(epoch)
+    assert sum(checked) == 96 and pskd.alpha == pytest.approx(0.8)
+
+
+def test_snapshot_teacher_variant_trains(tiny_config):
+    final = train(tiny_config("ps_kd", epochs=2, **{"method.past": "teacher"}))
+    assert final["n"] == 64
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tiny_config):
+    trainer = Trainer(tiny_config("baseline", epochs=3))
+    original = trainer.method.loss
+    calls = {"n": 0}
+
+    def exploding(logits, labels, ids, inputs):
+        calls["n"] += 1
+        loss = original(logits, labels, ids, inputs)
+        return loss * float("nan") if calls["n"] > 6 else loss  # 6 steps = epoch 0
+
+    trainer.method.loss = exploding
+    with pytest.raises(NonFiniteLoss, match="last good checkpoint"):
+        trainer.fit()
+    assert torch.load(trainer.run_dir / CHECKPOINT, weights_only=True)["epoch"] == 0
+
+
+def test_resume_refuses_a_changed_recipe(tiny_config):
+    train(tiny_config("ps_kd", epochs=1))
+    message = r"(?s)refusing to resume.*method.alpha_T: checkpoint has 0.8, this run has 0.5"
+    with pytest.raises(ValueError, match=message):
+        Trainer(tiny_config("ps_kd", epochs=1, **{"method.alpha_T": 0.5}), resume=True)
+
+
+def test_resume_without_checkpoint_says_where_it_looked(tiny_config):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        Trainer(tiny_config("ps_kd", epochs=1), resume=True)
