@@ -28,4 +28,43 @@ QUICK=()
 "$PY" -m benchmarks.bench_common "${QUICK[@]}" --out "$OUT/bench_common.json"
 
 echo
+echo "== [$PROFILE] classification: baseline, label smoothing and PS-KD"
+CLS_OUT="$OUT/classification"
+case "$PROFILE" in
+    smoke) CLS_CONFIGS=(demo/baseline demo/ls demo/ps_kd)
+           CLS_ARGS=(data.train_size=2000 data.test_size=2000 optim.epochs=2 "optim.milestones=[1]") ;;
+    demo)  CLS_CONFIGS=(demo/baseline demo/ls demo/ps_kd); CLS_ARGS=() ;;
+    paper) CLS_CONFIGS=(cifar100_preact_resnet18); CLS_ARGS=() ;;
+esac
+run_classification() {  # config [method]
+    local config="$1" method="${2:-}" extra=()
+    if [ -n "$method" ]; then
+        extra=("method.name=$method" "name=cifar100-preact_resnet18-$method"
+               "reference={table: cifar100_main, path: [preact_resnet18, $method]}")
+    fi
+    if [ "$PROFILE" = paper ]; then
+        # One node, every GPU: torchrun; several nodes: run this line on each with --nnodes/--node_rank/--rdzv_endpoint.
+        "${PSKD_VENV:-$REPO/.venv}/bin/torchrun" --nproc_per_node="${PSKD_GPUS:-$(nvidia-smi -L | wc -l)}" \
+            -m classification.train --config "$config" output_dir="$CLS_OUT" "${extra[@]}" "${CLS_ARGS[@]}"
+    else
+        "$PY" -m classification.train --config "$config" output_dir="$CLS_OUT" "${extra[@]}" "${CLS_ARGS[@]}"
+    fi
+}
+if [ "$PROFILE" = paper ]; then
+    for method in baseline ls ps_kd; do run_classification cifar100_preact_resnet18 "$method"; done
+else
+    # The runs are independent: two at a time, one thread each, on a 2-core machine.
+    pids=()
+    for config in "${CLS_CONFIGS[@]}"; do
+        run_classification "$config" > "$OUT/$(basename "$config").log" 2>&1 &
+        pids+=($!)
+        if [ ${#pids[@]} -ge "${PSKD_JOBS:-2}" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+    done
+    for pid in "${pids[@]}"; do wait "$pid"; done
+    tail -n 1 "$OUT"/*.log
+fi
+"$PY" -m benchmarks.report_classification "$CLS_OUT" "$OUT/classification_report" --title "classification ($PROFILE)"
+cat "$OUT/classification_report/table.md"
+
+echo
 echo "== [$PROFILE] done: results in $OUT"

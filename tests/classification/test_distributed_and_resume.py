@@ -39,7 +39,11 @@ def _run_ranks(tmp_path, world, overrides):
         out = tmp_path / f"rank{rank}.pt"
         procs.append((subprocess.Popen([sys.executable, str(HERE / "ddp_train_worker.py"), str(out), *overrides],
                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True), out))
-    errors = [p.communicate(timeout=300)[1] for p, _ in procs]
+    try:
+        errors = [p.communicate(timeout=300)[1] for p, _ in procs]
+    finally:  # a hung rank must not outlive the test
+        for p, _ in procs:
+            p.kill()
     failed = [f"rank {r}: {e[-2000:]}" for r, ((p, _), e) in enumerate(zip(procs, errors, strict=True)) if p.returncode]
     assert not failed, "\n".join(failed)
     return [torch.load(out, weights_only=False) for _, out in procs]

@@ -30,7 +30,11 @@ def _launch(tmp_path, sharing, world, local_world):
         out = tmp_path / f"{sharing}-{world}-{rank}.pt"
         procs.append((subprocess.Popen([sys.executable, str(WORKER), sharing, str(out)], env=env,
                                        stderr=subprocess.PIPE, text=True), out))
-    errors = [proc.communicate(timeout=180)[1] for proc, _ in procs]
+    try:
+        errors = [proc.communicate(timeout=180)[1] for proc, _ in procs]
+    finally:  # a hung rank must not outlive the test
+        for proc, _ in procs:
+            proc.kill()
     failed = [f"rank {r}:\n{err[-2000:]}" for r, ((proc, _), err) in enumerate(zip(procs, errors, strict=True))
               if proc.returncode]
     assert not failed, "\n".join(failed)
