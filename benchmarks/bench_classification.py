@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -25,26 +26,36 @@ from classification.trainer import Trainer
 from common import PSKD, LinearAlpha, PredictionStore
 
 
-def step_ratio(model_name: str, steps: int, device: torch.device, batch: int = 128) -> dict:
+def step_ratio(model_name: str, steps: int, device: torch.device, batch: int = 128, store_device: str = "cpu",
+               amp: torch.dtype | None = None, channels_last: bool = False) -> dict:
     torch.manual_seed(0)
     model = build_model(model_name, 100).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     images = torch.randn(batch, 3, 32, 32, device=device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
     labels = torch.randint(0, 100, (batch,), device=device)
-    pskd = PSKD(LinearAlpha(0.8, 300), PredictionStore(50_000, 100, device="cpu"))
+    pskd = PSKD(LinearAlpha(0.8, 300), PredictionStore(50_000, 100, device=store_device))
     pskd.past.filled.fill_(True)
     pskd.past.end_epoch()
     pskd.begin_epoch(150)
 
     def baseline_step() -> None:
-        loss = F.cross_entropy(model(images), labels)
+        with autocast:
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     def pskd_step() -> None:
         ids = torch.randint(0, 50_000, (batch,))
-        loss = pskd.loss(model(images), labels, ids=ids)
+        with autocast:
+            logits = model(images)
+        loss = pskd.loss(logits.float(), labels, ids=ids)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -84,7 +84,11 @@ def _memory_worker(sharing: str, n: int, k: int, dtype: str, out: str) -> None:
     store = PredictionStore(n, k, dtype=dtype, sharing=sharing)
     # One epoch: every rank records its half of the rows, through the same path as training.
     rank, world = dist.get_rank(), dist.get_world_size()
-    for chunk in torch.arange(rank, n, world).split(16384):
+    ids = torch.arange(rank, n, world)
+    per_rank = -(-n // world)
+    if len(ids) < per_rank:  # equal counts on every rank, as a DistributedSampler pads them
+        ids = torch.cat([ids, ids[-1:].expand(per_rank - len(ids))])
+    for chunk in ids.split(16384):
         store.record(chunk, torch.full((len(chunk), k), 1.0 / k))
     store.end_epoch()
     after = _pss_bytes(os.getpid())

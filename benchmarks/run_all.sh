@@ -45,9 +45,9 @@ run_classification() {  # config [method]
     if [ "$PROFILE" = paper ]; then
         # One node, every GPU: torchrun; several nodes: run this line on each with --nnodes/--node_rank/--rdzv_endpoint.
         "${PSKD_VENV:-$REPO/.venv}/bin/torchrun" --nproc_per_node="${PSKD_GPUS:-$(nvidia-smi -L | wc -l)}" \
-            -m classification.train --config "$config" output_dir="$CLS_OUT" "${extra[@]}" "${CLS_ARGS[@]}"
+            -m classification.train --continue --config "$config" output_dir="$CLS_OUT" "${extra[@]}" "${CLS_ARGS[@]}"
     else
-        "$PY" -m classification.train --config "$config" output_dir="$CLS_OUT" "${extra[@]}" "${CLS_ARGS[@]}"
+        "$PY" -m classification.train --continue --config "$config" output_dir="$CLS_OUT" "${extra[@]}" "${CLS_ARGS[@]}"
     fi
 }
 if [ "$PROFILE" = paper ]; then

@@ -9,20 +9,23 @@ from __future__ import annotations
 import argparse
 
 from classification.config import ConfigError, load_config
-from classification.trainer import train
+from classification.trainer import CHECKPOINT, train
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML file, or a name under classification/configs/ (e.g. demo/ps_kd)")
     parser.add_argument("--resume", action="store_true", help="continue the run from its checkpoint")
+    parser.add_argument("--continue", dest="cont", action="store_true",
+                        help="resume when the run has a checkpoint, start it otherwise (a finished run is left as is)")
     parser.add_argument("overrides", nargs="*", help="config overrides such as optim.epochs=5 method.alpha_T=0.5")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
     except (ConfigError, FileNotFoundError) as err:
         parser.error(str(err))
-    train(cfg, resume=args.resume)
+    resume = args.resume or (args.cont and (cfg.run_dir / CHECKPOINT).exists())
+    train(cfg, resume=resume)
 
 
 if __name__ == "__main__":

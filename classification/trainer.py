@@ -142,13 +142,17 @@ class Trainer:
                                 reference=cfg.reference)
         if resume:
             self._resume()
+        elif (self.run_dir / CHECKPOINT).exists():
+            raise FileExistsError(
+                f"a run named {cfg.name!r} already has a checkpoint at {self.run_dir / CHECKPOINT}; pass --resume to "
+                "continue it, or choose another name= (or output_dir=) so that nothing is overwritten")
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_state(self, epoch: int) -> dict[str, Any]:
         return {"epoch": epoch, "config": dataclasses.asdict(self.cfg), "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "method": self.method.state_dict(), "rng": _rng_state(),
-                "record_epochs": self.record.data["epochs"]}
+                "record_epochs": self.record.data["epochs"], "final": self.record.data["final"]}
 
     def _save_checkpoint(self, epoch: int) -> None:
         state = self._checkpoint_state(epoch)
@@ -175,6 +179,7 @@ class Trainer:
         self.method.resume(self.model)
         _set_rng_state(state["rng"])
         self.record.data["epochs"] = state["record_epochs"]
+        self.record.data["final"] = state.get("final")
         self.start_epoch = state["epoch"] + 1
 
     # ------------------------------------------------------------------ loops
@@ -256,6 +261,10 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         epochs = self.cfg.optim.epochs
+        if self.start_epoch >= epochs:
+            if self.rank == 0:
+                print(f"{self.cfg.name}: already trained for {epochs} epochs ({self.run_dir / CHECKPOINT})")
+            return self.record.data["final"] or {}
         run_start = time.monotonic()
         final: dict[str, Any] = {}
         for epoch in range(self.start_epoch, epochs):
@@ -266,6 +275,9 @@ class Trainer:
             scalars = {k: v for k, v in val.items() if k != "calibration"}
             self.record.add_epoch(epoch, **train, **{f"val_{k}": v for k, v in scalars.items()},
                                   lr=self.optimizer.param_groups[0]["lr"], seconds=time.monotonic() - epoch_start)
+            if last:
+                final = val
+                self.record.finish(final)
             self._save_checkpoint(epoch)
             if self.rank == 0:
                 done = epoch + 1 - self.start_epoch
@@ -274,9 +286,7 @@ class Trainer:
                       f"{val['top1_err']:.2f}%  NLL {val['nll']:.3f}  ECE {val['ece']:.2f}%  AURC {val['aurc']:.1f}  "
                       f"({time.monotonic() - epoch_start:.0f}s, ETA {eta:.0f}s)", flush=True)
                 if last:
-                    final = val
                     atomic_write(self.run_dir / PREDICTIONS, lambda f, p=predictions: torch.save(p, f))
-                    self.record.finish(final)
                 self.record.write(self.run_dir / RECORD)
         return final
 

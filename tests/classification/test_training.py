@@ -79,6 +79,14 @@ def test_resume_refuses_a_changed_recipe(tiny_config):
         Trainer(tiny_config("ps_kd", epochs=1, **{"method.alpha_T": 0.5}), resume=True)
 
 
+def test_a_second_run_under_the_same_name_refuses_to_overwrite_and_a_finished_run_resumes_to_its_result(tiny_config):
+    cfg = tiny_config("ps_kd", epochs=1)
+    final = train(cfg)
+    with pytest.raises(FileExistsError, match="pass --resume"):
+        Trainer(cfg)
+    assert train(cfg, resume=True) == final
+
+
 def test_resume_without_checkpoint_says_where_it_looked(tiny_config):
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         Trainer(tiny_config("ps_kd", epochs=1), resume=True)
