@@ -40,8 +40,8 @@ def reliability_diagram(calibration: Any, path: str | os.PathLike, title: str = 
     gaps = [c - a if n else 0.0 for a, c, n in zip(b["accuracy"], b["confidence"], b["count"], strict=True)]
     ax.bar(centers, gaps, bottom=b["accuracy"], width=width, edgecolor="#b03a2e", color="#f1948a",
            alpha=0.5, hatch="//", label="gap to confidence")
-    for x, acc, n in zip(centers, b["accuracy"], b["count"], strict=True):
-        ax.text(x, min(acc, 1.0) + 0.02, str(n), ha="center", va="bottom", fontsize=7)
+    for x, acc, conf, n in zip(centers, b["accuracy"], b["confidence"], b["count"], strict=True):
+        ax.text(x, max(acc, conf) + 0.02, str(n), ha="center", va="bottom", fontsize=7)
     ax.plot([0, 1], [0, 1], "k--", linewidth=1)
     ax.set(xlim=(0, 1), ylim=(0, 1.1), xlabel="confidence", ylabel="accuracy",
            title=f"{title}  ECE {b['ece']:.2f}%".strip())
