@@ -40,6 +40,12 @@ class ModelConfig:
 
 
 @dataclass
+class RegularizerConfig:
+    cutout: int | None = None
+    cutmix_prob: float = 0.0
+
+
+@dataclass
 class MethodConfig:
     name: str = "baseline"
     epsilon: float = 0.1
@@ -49,6 +55,13 @@ class MethodConfig:
     store_dtype: str = "float32"
     store_device: str = "cpu"
     store_sharing: str = "replicated"
+    tau: float = 4.0
+    lambda_cls: float = 1.0
+    alpha: float = 0.95
+    a: float = 0.99
+    form: str = "paper"
+    multiplier: float | None = None
+    teacher_checkpoint: str | None = None
 
 
 @dataclass
@@ -81,6 +94,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     reference: dict[str, Any] | None = None
@@ -97,6 +111,7 @@ CHOICES = {
     "method.store_dtype": ("float32", "float16", "bfloat16"),
     "method.store_device": ("cpu", "cuda", "model"),
     "method.store_sharing": ("replicated", "node"),
+    "method.form": ("paper", "reference"),
     "runtime.device": ("auto", "cpu", "cuda"),
     "runtime.amp": ("off", "bf16", "fp16"),
 }
@@ -104,7 +119,9 @@ RANGES = {
     "data.batch_size": (1, None), "data.test_batch_size": (1, None), "data.num_workers": (0, None),
     "data.train_size": (1, None), "data.test_size": (1, None), "data.num_classes": (2, None),
     "data.image_size": (4, None),
-    "method.epsilon": (0.0, 1.0), "method.alpha_T": (0.0, 1.0),
+    "method.epsilon": (0.0, 1.0), "method.alpha_T": (0.0, 1.0), "method.tau": (1e-6, None),
+    "method.lambda_cls": (0.0, None), "method.alpha": (0.0, 1.0), "method.a": (0.0, 1.0),
+    "method.multiplier": (0.0, None), "regularizer.cutout": (1, None), "regularizer.cutmix_prob": (0.0, 1.0),
     "optim.lr": (0.0, None), "optim.momentum": (0.0, 1.0), "optim.weight_decay": (0.0, None),
     "optim.epochs": (1, None), "optim.gamma": (0.0, 1.0),
     "runtime.threads": (1, None), "runtime.log_every": (1, None),

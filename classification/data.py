@@ -205,10 +205,23 @@ def synthetic(num_classes: int = 10, train_size: int = 512, test_size: int = 256
     return DataSplits(make(train_size), make(test_size), num_classes, 3)
 
 
+def _append_train_transform(dataset: Dataset, transform: Callable) -> None:
+    while isinstance(dataset, torch.utils.data.Subset):
+        dataset = dataset.dataset
+    dataset.transform = transforms_compose([dataset.transform, transform])
+
+
+def transforms_compose(steps: list[Callable]) -> Callable:
+    from torchvision import transforms
+
+    return transforms.Compose(steps)
+
+
 def build_datasets(name: str, root: str, download: bool = False, train_size: int | None = None,
                    test_size: int | None = None, num_classes: int | None = None,
-                   image_size: int | None = None) -> DataSplits:
-    """The train and test sets of ``name``, each yielding ``(image, target, index)``."""
+                   image_size: int | None = None, cutout: int | None = None) -> DataSplits:
+    """The train and test sets of ``name``, each yielding ``(image, target, index)``; ``cutout`` appends
+    Cutout of that size to the training transform."""
     if name == "cifar100":
         splits = cifar100(root, download)
     elif name == "imagenet":
@@ -219,6 +232,10 @@ def build_datasets(name: str, root: str, download: bool = False, train_size: int
         splits = synthetic(num_classes or 10, train_size or 512, test_size or 256, image_size or 16)
     else:
         raise ValueError(f"unknown data set {name!r}; choose cifar100, imagenet, fashion_mnist or synthetic")
+    if cutout:
+        from classification.regularizers import Cutout
+
+        _append_train_transform(splits.train, Cutout(cutout))
     if name in ("cifar100", "imagenet"):
         splits.train, splits.test = _subset(splits.train, train_size), _subset(splits.test, test_size, seed=1)
     return DataSplits(WithIndex(splits.train), WithIndex(splits.test), splits.num_classes, splits.in_channels)

@@ -4,6 +4,9 @@
   3x3 stem and no max-pool, as in the official PS-KD code.
 * ``resnet8`` / ``resnet20``: the small CIFAR ResNets of He et al. (CVPR 2016, Sec. 4.2; depth 6n+2),
   fast enough for 28-32 px demos and tests on a CPU.
+* ``resnet101``, ``densenet121``, ``resnext29_8x64d`` (classification/cifar_models.py) and
+  ``pyramidnet200`` / ``pyramidnet200_shakedrop`` (alpha 240, bottleneck; classification/pyramidnet.py):
+  the paper's other CIFAR-100 models.
 * ``resnet152``: torchvision's ImageNet ResNet-152, randomly initialised (no download).
 """
 
@@ -144,3 +147,38 @@ def resnet152(num_classes: int, in_channels: int = 3) -> nn.Module:
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
     return model
+
+
+@register_model("resnet101")
+def resnet101(num_classes: int, in_channels: int = 3) -> nn.Module:
+    from classification.cifar_models import BottleneckResNet
+
+    return BottleneckResNet([3, 4, 23, 3], num_classes, in_channels)
+
+
+@register_model("densenet121")
+def densenet121(num_classes: int, in_channels: int = 3) -> nn.Module:
+    from classification.cifar_models import DenseNet
+
+    return DenseNet([6, 12, 24, 16], num_classes, in_channels)
+
+
+@register_model("resnext29_8x64d")
+def resnext29_8x64d(num_classes: int, in_channels: int = 3) -> nn.Module:
+    from classification.cifar_models import ResNeXt29
+
+    return ResNeXt29(num_classes, in_channels, cardinality=8, width=64)
+
+
+@register_model("pyramidnet200")
+def pyramidnet200(num_classes: int, in_channels: int = 3) -> nn.Module:
+    from classification.pyramidnet import PyramidNet
+
+    return PyramidNet(200, 240, num_classes, in_channels)
+
+
+@register_model("pyramidnet200_shakedrop")
+def pyramidnet200_shakedrop(num_classes: int, in_channels: int = 3) -> nn.Module:
+    from classification.pyramidnet import PyramidNet
+
+    return PyramidNet(200, 240, num_classes, in_channels, shakedrop=True)

@@ -29,6 +29,7 @@ from classification.config import Config, config_from_dict, result_changing_diff
 from classification.data import build_datasets
 from classification.methods import MethodContext, build_method
 from classification.models import build_model
+from classification.regularizers import CutMix
 from common import ClassificationMetrics
 from common import distributed as ddp
 from common.io import atomic_write
@@ -115,11 +116,15 @@ class Trainer:
         _seed_everything(cfg.seed, cfg.runtime.deterministic)
         self.run_dir = cfg.run_dir
         self.splits = build_datasets(cfg.data.name, cfg.data.root, cfg.data.download, cfg.data.train_size,
-                                     cfg.data.test_size, cfg.data.num_classes, cfg.data.image_size)
+                                     cfg.data.test_size, cfg.data.num_classes, cfg.data.image_size,
+                                     cfg.regularizer.cutout)
         if cfg.data.batch_size % self.world:
             raise ValueError(f"data.batch_size={cfg.data.batch_size} (the global batch) must be divisible by the "
                              f"{self.world} processes")
-        self.model = build_model(cfg.model.name, self.splits.num_classes, self.splits.in_channels).to(self.device)
+        def model_builder() -> nn.Module:
+            return build_model(cfg.model.name, self.splits.num_classes, self.splits.in_channels)
+
+        self.model = model_builder().to(self.device)
         if cfg.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
@@ -127,7 +132,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.optim.milestones, cfg.optim.gamma)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.runtime.amp == "fp16")
         self.method = build_method(cfg.method, MethodContext(len(self.splits.train), self.splits.num_classes,
-                                                             cfg.optim.epochs, self.device))
+                                                             cfg.optim.epochs, self.device, model_builder), cfg.seed)
+        self.mixer = CutMix(cfg.regularizer.cutmix_prob) if cfg.regularizer.cutmix_prob > 0 else None
         self.train_model: nn.Module = self.model
         if self.world > 1:
             self.train_model = DistributedDataParallel(
@@ -185,9 +191,17 @@ class Trainer:
     # ------------------------------------------------------------------ loops
     def _train_loader(self, epoch: int) -> DataLoader:
         self.sampler.set_epoch(epoch)
-        return DataLoader(self.splits.train, batch_size=self.cfg.data.batch_size // self.world, sampler=self.sampler,
-                          num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda",
-                          drop_last=False, persistent_workers=False)
+        per_rank = self.cfg.data.batch_size // self.world
+        common = {"num_workers": self.cfg.data.num_workers, "pin_memory": self.device.type == "cuda"}
+        batches = self.method.batch_sampler(self.sampler, self.splits.train, per_rank)
+        if batches is not None:
+            batches.set_epoch(epoch)
+            return DataLoader(self.splits.train, batch_sampler=batches, **common)
+        return DataLoader(self.splits.train, batch_size=per_rank, sampler=self.sampler, drop_last=False, **common)
+
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        with _autocast(self.cfg, self.device):
+            return self.train_model(images)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.train_model.train()
@@ -201,16 +215,14 @@ class Trainer:
             if self.cfg.runtime.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             labels = labels.to(self.device, non_blocking=True)
-            with _autocast(self.cfg, self.device):
-                logits = self.train_model(images)
-            loss = self.method.loss(logits.float(), labels, ids, images)
+            result = self.method.step(self._forward, images, labels, ids, self.mixer)
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(result.loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            total_loss += loss.detach().double() * labels.shape[0]
-            correct += (logits.detach().argmax(1) == labels).sum()
-            seen += labels.shape[0]
+            total_loss += result.loss.detach().double() * result.labels.shape[0]
+            correct += (result.logits.detach().argmax(1) == result.labels).sum()
+            seen += result.labels.shape[0]
             if (step + 1) % self.cfg.runtime.log_every == 0 and self.rank == 0:
                 self._progress(epoch, step + 1, len(loader), start, total_loss.item() / seen)
         self.method.end_epoch(self.train_model)

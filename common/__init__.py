@@ -10,8 +10,10 @@ from common.losses import (
     TFKDRegLoss,
     TFKDSelfLoss,
     class_wise_kl,
+    kd_kl,
     label_smoothing_targets,
     soft_target_cross_entropy,
+    tf_kd_reg_teacher,
 )
 from common.metrics import (
     CalibrationBins,
@@ -46,10 +48,12 @@ __all__ = [
     "class_wise_kl",
     "classification_metrics",
     "expected_calibration_error",
+    "kd_kl",
     "label_smoothing_targets",
     "negative_log_likelihood",
     "one_hot",
     "soft_target_cross_entropy",
     "soften_targets",
+    "tf_kd_reg_teacher",
     "top_k_error",
 ]

@@ -43,6 +43,20 @@ def _check_temperature(tau: float) -> float:
     return tau
 
 
+def kd_kl(logits: Tensor, teacher_probs: Tensor, tau: float, multiplier: float | None = None) -> Tensor:
+    """KL(teacher || softmax(logits / tau)), the distillation term shared by CS-KD and TF-KD.
+
+    Summed over classes and averaged over the batch (the papers' equations); with ``multiplier``, the
+    reference code's ``nn.KLDivLoss()`` instead: averaged over batch x classes, times ``multiplier``.
+    The teacher is detached. Callers multiply by tau^2 where their equation does.
+    """
+    log_p = F.log_softmax(logits.float() / tau, dim=1)
+    teacher_probs = teacher_probs.detach().float()
+    if multiplier is None:
+        return F.kl_div(log_p, teacher_probs, reduction="batchmean")
+    return F.kl_div(log_p, teacher_probs, reduction="sum") / log_p.numel() * multiplier
+
+
 def class_wise_kl(logits: Tensor, partner_logits: Tensor, tau: float) -> Tensor:
     """CS-KD's class-wise regulariser without its weight (Yun et al., CVPR 2020, Eq. 2).
 
@@ -51,9 +65,7 @@ def class_wise_kl(logits: Tensor, partner_logits: Tensor, tau: float) -> Tensor:
     target, as in the reference code (alinlab/cs-kd), where it comes from a no-grad forward.
     """
     tau = _check_temperature(tau)
-    log_p = F.log_softmax(logits.float() / tau, dim=1)
-    q = F.softmax(partner_logits.detach().float() / tau, dim=1)
-    return F.kl_div(log_p, q, reduction="batchmean") * tau**2
+    return kd_kl(logits, F.softmax(partner_logits.detach().float() / tau, dim=1), tau) * tau**2
 
 
 class ClassWiseRegularizer(nn.Module):
@@ -68,15 +80,6 @@ class ClassWiseRegularizer(nn.Module):
 
     def forward(self, logits: Tensor, partner_logits: Tensor) -> Tensor:
         return self.lambda_cls * class_wise_kl(logits, partner_logits, self.tau)
-
-
-def _kd_term(student_log_probs: Tensor, teacher_probs: Tensor, multiplier: float | None) -> Tensor:
-    """KL(teacher || student): batch-mean (the papers' form) or, with ``multiplier``, the reference
-    code's form ``nn.KLDivLoss()`` (element-wise mean over B x K) times ``multiplier``."""
-    if multiplier is None:
-        return F.kl_div(student_log_probs, teacher_probs, reduction="batchmean")
-    kl = F.kl_div(student_log_probs, teacher_probs, reduction="sum")
-    return kl / student_log_probs.numel() * multiplier
 
 
 class TFKDSelfLoss(nn.Module):
@@ -94,14 +97,14 @@ class TFKDSelfLoss(nn.Module):
         self.alpha = check_alpha(alpha)
         self.multiplier = multiplier
 
+    def kd_term(self, logits: Tensor, teacher_logits: Tensor) -> Tensor:
+        """``tau^2 * KL(softmax(t / tau) || softmax(s / tau))``, the part weighted by alpha."""
+        teacher = F.softmax(teacher_logits.detach().float() / self.tau, dim=1)
+        return self.tau**2 * kd_kl(logits, teacher, self.tau, self.multiplier)
+
     def forward(self, logits: Tensor, labels: Tensor, teacher_logits: Tensor) -> Tensor:
         ce = F.cross_entropy(logits.float(), labels)
-        kd = _kd_term(
-            F.log_softmax(logits.float() / self.tau, dim=1),
-            F.softmax(teacher_logits.detach().float() / self.tau, dim=1),
-            self.multiplier,
-        )
-        return (1.0 - self.alpha) * ce + self.alpha * self.tau**2 * kd
+        return (1.0 - self.alpha) * ce + self.alpha * self.kd_term(logits, teacher_logits)
 
 
 def tf_kd_reg_teacher(labels: Tensor, num_classes: int, a: float, tau: float) -> Tensor:
@@ -134,11 +137,15 @@ class TFKDRegLoss(nn.Module):
         self.form = form
         self.multiplier = float(multiplier)
 
+    def teacher(self, labels: Tensor, num_classes: int) -> Tensor:
+        return tf_kd_reg_teacher(labels, num_classes, self.a, self.tau)
+
+    def kd_term(self, logits: Tensor, teacher_probs: Tensor) -> Tensor:
+        """The part weighted by alpha, against :meth:`teacher`'s distribution (possibly mixed)."""
+        if self.form == "paper":
+            return kd_kl(logits, teacher_probs, self.tau)
+        return kd_kl(logits, teacher_probs, 1.0, self.multiplier)
+
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         ce = F.cross_entropy(logits.float(), labels)
-        teacher = tf_kd_reg_teacher(labels, logits.shape[1], self.a, self.tau)
-        if self.form == "paper":
-            kd = _kd_term(F.log_softmax(logits.float() / self.tau, dim=1), teacher, None)
-        else:
-            kd = _kd_term(F.log_softmax(logits.float(), dim=1), teacher, self.multiplier)
-        return (1.0 - self.alpha) * ce + self.alpha * kd
+        return (1.0 - self.alpha) * ce + self.alpha * self.kd_term(logits, self.teacher(labels, logits.shape[1]))

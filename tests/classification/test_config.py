@@ -18,7 +18,7 @@ def test_demo_config_inherits_its_base_and_overrides_apply():
 @pytest.mark.parametrize(("override", "message"), [
     ("method.alpha_T=1.5", r"method.alpha_T must be \[0.0, 1.0\]"),
     ("optim.lr=-1", "optim.lr must be >= 0"),
-    ("method.name=mixup", "method.name must be one of baseline, ls, ps_kd"),
+    ("method.name=mixup", "method.name must be one of baseline, cs_kd, ls, ps_kd, tf_kd_reg, tf_kd_self"),
     ("model.name=vgg", "model.name must be one of"),
     ("data.batch_size=0", "data.batch_size must be >= 1"),
     ("runtime.amp=fp8", "runtime.amp must be one of off, bf16, fp16"),

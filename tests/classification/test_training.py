@@ -29,26 +29,29 @@ def test_short_training_per_method_learns_and_writes_record_checkpoint_predictio
 
 def test_pskd_targets_of_epoch_two_use_the_softmax_recorded_in_epoch_one(tiny_config):
     trainer = Trainer(tiny_config("ps_kd", epochs=3))
-    pskd = trainer.method.pskd
+    method = trainer.method
     recorded, checked = {}, []
-    original_loss = pskd.loss
+    original_targets, original_after_step = method.targets, method.after_step
 
-    def spy_loss(logits, labels, *, ids=None, inputs=None):
-        targets = pskd.targets(labels, ids=ids)
+    def spy_targets(labels, ids, images, num_classes, mix):
+        targets = original_targets(labels, ids, images, num_classes, mix)
+        if epoch == 2:
+            past = torch.stack([recorded[i] for i in ids.tolist()])
+            alpha = method.pskd.alpha
+            torch.testing.assert_close(targets, (1 - alpha) * one_hot(labels, 4) + alpha * past)
+            checked.append(len(ids))
+        return targets
+
+    def spy_after_step(logits, ids):
         if epoch == 1:
             for i, p in zip(ids.tolist(), F.softmax(logits.detach(), 1), strict=True):
                 recorded[i] = p.clone()
-        if epoch == 2:
-            past = torch.stack([recorded[i] for i in ids.tolist()])
-            expected = (1 - pskd.alpha) * one_hot(labels, 4) + pskd.alpha * past
-            torch.testing.assert_close(targets, expected)
-            checked.append(len(ids))
-        return original_loss(logits, labels, ids=ids, inputs=inputs)
+        original_after_step(logits, ids)
 
-    pskd.loss = spy_loss
+    method.targets, method.after_step = spy_targets, spy_after_step
     for epoch in range(3):
         trainer.train_epoch(epoch)
-    assert sum(checked) == 96 and pskd.alpha == pytest.approx(0.8)
+    assert sum(checked) == 96 and method.pskd.alpha == pytest.approx(0.8)
 
 
 def test_snapshot_teacher_variant_trains(tiny_config):
@@ -58,15 +61,17 @@ def test_snapshot_teacher_variant_trains(tiny_config):
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tiny_config):
     trainer = Trainer(tiny_config("baseline", epochs=3))
-    original = trainer.method.loss
+    original = trainer.method.step
     calls = {"n": 0}
 
-    def exploding(logits, labels, ids, inputs):
+    def exploding(*args):
         calls["n"] += 1
-        loss = original(logits, labels, ids, inputs)
-        return loss * float("nan") if calls["n"] > 6 else loss  # 6 steps = epoch 0
+        result = original(*args)
+        if calls["n"] > 6:  # 6 steps = epoch 0
+            result.loss = result.loss * float("nan")
+        return result
 
-    trainer.method.loss = exploding
+    trainer.method.step = exploding
     with pytest.raises(NonFiniteLoss, match="last good checkpoint"):
         trainer.fit()
     assert torch.load(trainer.run_dir / CHECKPOINT, weights_only=True)["epoch"] == 0
