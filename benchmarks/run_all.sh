@@ -30,33 +30,31 @@ QUICK=()
 echo
 echo "== [$PROFILE] classification: baseline, label smoothing and PS-KD"
 CLS_OUT="$OUT/classification"
-case "$PROFILE" in
-    smoke) CLS_CONFIGS=(demo/baseline demo/ls demo/ps_kd)
-           CLS_ARGS=(data.train_size=2000 data.test_size=2000 optim.epochs=2 "optim.milestones=[1]") ;;
-    demo)  CLS_CONFIGS=(demo/baseline demo/ls demo/ps_kd); CLS_ARGS=() ;;
-    paper) CLS_CONFIGS=(cifar100_preact_resnet18); CLS_ARGS=() ;;
-esac
-run_classification() {  # config [method]
-    local config="$1" method="${2:-}" extra=()
-    if [ -n "$method" ]; then
-        extra=("method.name=$method" "name=cifar100-preact_resnet18-$method"
-               "reference={table: cifar100_main, path: [preact_resnet18, $method]}")
-    fi
+CLS_ARGS=()
+[ "$PROFILE" = smoke ] && CLS_ARGS=(data.train_size=2000 data.test_size=2000 optim.epochs=2 "optim.milestones=[1]")
+train_classifier() {  # config files and key=value overrides, then those of the profile (CLS_ARGS)
+    local configs=()
+    for c in "$@"; do
+        if [[ "$c" == *=* ]]; then configs+=("$c"); else configs+=(--config "$c"); fi
+    done
     if [ "$PROFILE" = paper ]; then
-        # One node, every GPU: torchrun; several nodes: run this line on each with --nnodes/--node_rank/--rdzv_endpoint.
+        # Every GPU of this node through torchrun; for several nodes run this on each with
+        # --nnodes, --node_rank and --rdzv_endpoint (see README).
         "${PSKD_VENV:-$REPO/.venv}/bin/torchrun" --nproc_per_node="${PSKD_GPUS:-$(nvidia-smi -L | wc -l)}" \
-            -m classification.train --continue --config "$config" output_dir="$CLS_OUT" "${extra[@]}" "${CLS_ARGS[@]}"
+            -m classification.train --continue "${configs[@]}" output_dir="$CLS_OUT" "${CLS_ARGS[@]}"
     else
-        "$PY" -m classification.train --continue --config "$config" output_dir="$CLS_OUT" "${extra[@]}" "${CLS_ARGS[@]}"
+        "$PY" -m classification.train --continue "${configs[@]}" output_dir="$CLS_OUT" "${CLS_ARGS[@]}"
     fi
 }
 if [ "$PROFILE" = paper ]; then
-    for method in baseline ls ps_kd; do run_classification cifar100_preact_resnet18 "$method"; done
+    for method in baseline ls ps_kd cs_kd; do
+        train_classifier cifar100_preact_resnet18 "methods/$method" name="cifar100-preact_resnet18-$method"
+    done
 else
     # The runs are independent: two at a time, one thread each, on a 2-core machine.
     pids=()
-    for config in "${CLS_CONFIGS[@]}"; do
-        run_classification "$config" > "$OUT/$(basename "$config").log" 2>&1 &
+    for method in baseline ls ps_kd; do
+        train_classifier "demo/$method" > "$OUT/$method.log" 2>&1 &
         pids+=($!)
         if [ ${#pids[@]} -ge "${PSKD_JOBS:-2}" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
     done

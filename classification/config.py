@@ -259,11 +259,12 @@ def resolve_config_path(path: str | Path) -> Path:
     raise FileNotFoundError(f"no config {path!r}; looked at {', '.join(str(c) for c in candidates)}")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file (and the files it names in ``_base_``), then the overrides."""
+def load_config(path: str | Path | list[str | Path] | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file(s) in order (each with the files it names in ``_base_``), then the
+    overrides: ``load_config(["cifar100_densenet121", "methods/tf_kd_self_densenet121"])``."""
     values: dict[str, Any] = {}
-    if path is not None:
-        values = _load_yaml_with_bases(resolve_config_path(path))
+    for one in [] if path is None else path if isinstance(path, list) else [path]:
+        values = _merge(values, _load_yaml_with_bases(resolve_config_path(one)))
     values = _merge(values, parse_overrides(overrides or []))
     cfg = _build(Config, values, "")
     _validate(cfg)

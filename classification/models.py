@@ -6,7 +6,8 @@
   fast enough for 28-32 px demos and tests on a CPU.
 * ``resnet101``, ``densenet121``, ``resnext29_8x64d`` (classification/cifar_models.py) and
   ``pyramidnet200`` / ``pyramidnet200_shakedrop`` (alpha 240, bottleneck; classification/pyramidnet.py):
-  the paper's other CIFAR-100 models.
+  the paper's other CIFAR-100 models; ``pyramidnet20`` / ``pyramidnet20_shakedrop`` (alpha 48) are
+  small PyramidNets for CPU demos and tests.
 * ``resnet152``: torchvision's ImageNet ResNet-152, randomly initialised (no download).
 """
 
@@ -182,3 +183,17 @@ def pyramidnet200_shakedrop(num_classes: int, in_channels: int = 3) -> nn.Module
     from classification.pyramidnet import PyramidNet
 
     return PyramidNet(200, 240, num_classes, in_channels, shakedrop=True)
+
+
+@register_model("pyramidnet20")
+def pyramidnet20(num_classes: int, in_channels: int = 3) -> nn.Module:
+    from classification.pyramidnet import PyramidNet
+
+    return PyramidNet(20, 48, num_classes, in_channels)
+
+
+@register_model("pyramidnet20_shakedrop")
+def pyramidnet20_shakedrop(num_classes: int, in_channels: int = 3) -> nn.Module:
+    from classification.pyramidnet import PyramidNet
+
+    return PyramidNet(20, 48, num_classes, in_channels, shakedrop=True)

@@ -26,13 +26,13 @@ class _ShakeDropFunction(torch.autograd.Function):
         gate = torch.empty(shape, device=x.device, dtype=x.dtype).bernoulli_(p_survive)
         alpha = torch.empty(shape, device=x.device, dtype=x.dtype).uniform_(-1.0, 1.0)
         ctx.save_for_backward(gate)
-        return x * (gate + alpha - gate * alpha)
+        return x * (gate + alpha * (1.0 - gate))  # = b + alpha - b alpha, exact for b in {0, 1}
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         (gate,) = ctx.saved_tensors
         beta = torch.empty_like(gate).uniform_(0.0, 1.0)
-        return grad * (gate + beta - gate * beta), None
+        return grad * (gate + beta * (1.0 - gate)), None
 
 
 class ShakeDrop(nn.Module):

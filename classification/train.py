@@ -14,7 +14,9 @@ from classification.trainer import CHECKPOINT, train
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML file, or a name under classification/configs/ (e.g. demo/ps_kd)")
+    parser.add_argument("--config", action="append",
+                        help="YAML file, or a name under classification/configs/ (e.g. demo/ps_kd); repeat to "
+                             "layer files, e.g. --config cifar100_densenet121 --config methods/cs_kd")
     parser.add_argument("--resume", action="store_true", help="continue the run from its checkpoint")
     parser.add_argument("--continue", dest="cont", action="store_true",
                         help="resume when the run has a checkpoint, start it otherwise (a finished run is left as is)")

@@ -40,6 +40,18 @@ RECORD = "record.json"
 PREDICTIONS = "val_predictions.pt"
 
 
+# The paper's tables name TF-KD once; the suite has its two variants.
+PAPER_METHOD_KEYS = {"tf_kd_self": "tf_kd", "tf_kd_reg": "tf_kd"}
+
+
+def paper_reference(cfg: Config) -> dict[str, Any] | None:
+    """The config's pointer into the paper's tables, with ``{method}`` replaced by the paper's method key."""
+    if not cfg.reference:
+        return None
+    key = PAPER_METHOD_KEYS.get(cfg.method.name, cfg.method.name)
+    return {**cfg.reference, "path": [str(p).replace("{method}", key) for p in cfg.reference.get("path", [])]}
+
+
 class NonFiniteLoss(RuntimeError):
     """Training produced NaN or inf; the last good checkpoint is kept."""
 
@@ -145,7 +157,7 @@ class Trainer:
         self.start_epoch = 0
         self.record = RunRecord(cfg.name, dataclasses.asdict(cfg), cfg.seed,
                                 labels={"dataset": cfg.data.name, "model": cfg.model.name, "method": cfg.method.name},
-                                reference=cfg.reference)
+                                reference=paper_reference(cfg))
         if resume:
             self._resume()
         elif (self.run_dir / CHECKPOINT).exists():
