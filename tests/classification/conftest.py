@@ -1,20 +1,14 @@
 """Tiny synthetic runs for the classification tests."""
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from classification.config import load_config
 
-
-def tiny_overrides(tmp_path, method="baseline", epochs=2, **extra):
-    values = {
-        "name": f"tiny-{method}", "output_dir": str(tmp_path), "seed": 3,
-        "data.name": "synthetic", "data.train_size": 96, "data.test_size": 64, "data.num_classes": 4,
-        "data.image_size": 8, "data.batch_size": 16, "data.test_batch_size": 32, "data.num_workers": 0,
-        "model.name": "resnet8", "method.name": method, "optim.epochs": epochs, "optim.milestones": "[]",
-        "optim.lr": 0.05, "runtime.device": "cpu", "runtime.deterministic": True, "runtime.log_every": 1000,
-    }
-    values.update(extra)
-    return [f"{k}={v}" for k, v in values.items()]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_runs import tiny_overrides
 
 
 @pytest.fixture

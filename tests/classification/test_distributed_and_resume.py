@@ -17,7 +17,7 @@ from classification.trainer import CHECKPOINT, RECORD
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from conftest import tiny_overrides  # noqa: E402
+from tiny_runs import tiny_overrides  # noqa: E402
 
 
 def _env(**extra):

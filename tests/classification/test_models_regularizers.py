@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from classification.models import build_model, count_parameters
-from classification.regularizers import Cutout, CutMix, MixInfo, cutmix_box
+from classification.regularizers import CutMix, Cutout, MixInfo, cutmix_box
 from classification.shakedrop import ShakeDrop, survival_probabilities
 
 # Usual published sizes for 100 classes (M parameters): PreAct ResNet-18 11.2; ResNet-101 (CIFAR) 42.7;

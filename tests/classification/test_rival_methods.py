@@ -13,7 +13,7 @@ from classification.trainer import CHECKPOINT, RECORD, train
 from common import one_hot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import tiny_overrides  # noqa: E402
+from tiny_runs import tiny_overrides
 
 
 def test_pair_sampler_partners_share_the_class_and_first_halves_cover_the_shard():

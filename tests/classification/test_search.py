@@ -7,7 +7,7 @@ from classification.config import ConfigError
 from classification.search import draw_trials, expand_values, load_space, run_search
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import tiny_overrides  # noqa: E402
+from tiny_runs import tiny_overrides
 
 
 def test_table_s2_spaces_expand_as_written_in_the_supplement():
