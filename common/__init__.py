@@ -12,6 +12,7 @@ from common.losses import (
     class_wise_kl,
     kd_kl,
     label_smoothing_targets,
+    pskd_token_loss,
     soft_target_cross_entropy,
     tf_kd_reg_teacher,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "label_smoothing_targets",
     "negative_log_likelihood",
     "one_hot",
+    "pskd_token_loss",
     "soft_target_cross_entropy",
     "soften_targets",
     "tf_kd_reg_teacher",

@@ -18,6 +18,29 @@ def soft_target_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 
+def pskd_token_loss(lprobs: Tensor, target: Tensor, past_probs: Tensor, alpha: float, epsilon: float = 0.0,
+                    ignore_index: int | None = None) -> tuple[Tensor, Tensor]:
+    """PS-KD's loss on tokens, summed: H((1 - alpha) y_eps + alpha p_{t-1}, q) (paper, Eq. 4).
+
+    ``lprobs`` (N, V) are the student's log-probabilities, ``target`` (N,) the reference tokens,
+    ``past_probs`` (N, V) the previous epoch's probabilities. ``y_eps`` is label smoothing as fairseq
+    defines it (1 - eps on the reference, eps / (V - 1) on every other token), so that ``alpha = 0``
+    is exactly fairseq's ``label_smoothed_nll_loss``. Cross entropy is linear in the target, so the
+    (N, V) target is never built. Positions where ``target == ignore_index`` count zero.
+    Returns (loss, nll_loss), both summed over tokens.
+    """
+    target = target.unsqueeze(-1)
+    nll = -lprobs.gather(dim=-1, index=target)
+    smooth = -lprobs.sum(dim=-1, keepdim=True)
+    soft = -(past_probs.to(lprobs.dtype) * lprobs).sum(dim=-1, keepdim=True)
+    if ignore_index is not None:
+        pad = target.eq(ignore_index)
+        nll, smooth, soft = (t.masked_fill(pad, 0.0) for t in (nll, smooth, soft))
+    eps_i = epsilon / (lprobs.size(-1) - 1)
+    hard = (1.0 - epsilon - eps_i) * nll + eps_i * smooth
+    return ((1.0 - alpha) * hard + alpha * soft).sum(), nll.sum()
+
+
 def label_smoothing_targets(labels: Tensor, num_classes: int, epsilon: float) -> Tensor:
     """Label smoothing (Szegedy et al. 2016; supplement A.2): ``(1 - eps) * y + eps / K``."""
     epsilon = check_alpha(epsilon, "epsilon")

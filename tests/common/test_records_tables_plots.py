@@ -45,7 +45,8 @@ def test_paper_lookup():
     assert paper_values("cifar100_main", ["preact_resnet18", "ps_kd"]) == {
         "top1_err": 20.82, "top5_err": 5.10, "nll": 0.76, "ece": 1.77, "aurc": 52.10}
     assert paper_values("table_s3", ["ps_kd"])["diningtable"] == 77.98
-    assert paper_values("iwslt15_bleu", ["de_en", "ps_kd"]) == {"value": 36.2}
+    assert paper_values("iwslt15_bleu", ["de_en", "ps_kd"]) == {"bleu": 36.2}
+    assert paper_values("table_s3", ["map", "ps_kd"]) == {"value": 79.50}
     assert paper_values("cifar100_main", ["preact_resnet18", "mixup"]) == {}
     with pytest.raises(KeyError, match="known"):
         paper_values("cifar10", ["x"])

@@ -1,0 +1,177 @@
+"""Parallel text: reading it safely, and the two sources the suite knows.
+
+* IWSLT 2015 EN-DE (supplement C.2) from the archive the user supplies: ``train.tags.<pair>.<lang>``
+  (TED transcripts with XML-like header lines) and the XML dev/test sets.
+* The EN-DE example sentences of Debian's ``trans-de-en`` dictionary (the offline demo corpus).
+
+Bad input never passes silently: a misaligned pair of files, or bytes that are not UTF-8, raise
+:class:`CorpusError` naming the file and line; pairs with an empty side are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DICTIONARY_PATH = Path("/usr/share/trans/de-en")
+IWSLT_TEST_SETS = ("dev2010", "dev2012", "tst2010", "tst2011", "tst2012", "tst2013")
+IWSLT_URL = "https://wit3.fbk.eu/2015-01 (texts/en/de/en-de.tgz, or de/en/de-en.tgz)"
+
+
+class CorpusError(ValueError):
+    """Unusable parallel text; the message names the file and line."""
+
+
+@dataclass
+class Parallel:
+    """Aligned sentence pairs, and what was dropped on the way (reason -> count)."""
+
+    src: list[str] = field(default_factory=list)
+    tgt: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def add(self, src: str, tgt: str) -> None:
+        src, tgt = src.strip(), tgt.strip()
+        if not src or not tgt:
+            self.dropped["empty side"] = self.dropped.get("empty side", 0) + 1
+            return
+        self.src.append(src)
+        self.tgt.append(tgt)
+
+    def extend(self, other: Parallel) -> None:
+        self.src += other.src
+        self.tgt += other.tgt
+        for k, v in other.dropped.items():
+            self.dropped[k] = self.dropped.get(k, 0) + v
+
+
+def read_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 file; a byte sequence that is not UTF-8 raises CorpusError with its line."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise CorpusError(f"{path}, line {line}: not UTF-8 ({err.reason} at byte {err.start}); "
+                          "convert the file to UTF-8") from err
+
+
+def read_parallel(src_path: Path, tgt_path: Path) -> Parallel:
+    """Two line-aligned files; different line counts raise CorpusError naming both files."""
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    if len(src) != len(tgt):
+        raise CorpusError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: the files must be "
+                          "aligned line by line")
+    pairs = Parallel()
+    for s, t in zip(src, tgt, strict=True):
+        pairs.add(s, t)
+    return pairs
+
+
+TAG_LINE = re.compile(r"^\s*<(url|keywords|speaker|talkid|reviewer|translator|title|description)\b")
+
+
+def read_iwslt_train(src_path: Path, tgt_path: Path) -> Parallel:
+    """``train.tags.*`` files: drop the talk header lines (<url>, <talkid>, <title>, ...) on both sides."""
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    if len(src) != len(tgt):
+        raise CorpusError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: the files must be "
+                          "aligned line by line")
+    pairs = Parallel()
+    for number, (s, t) in enumerate(zip(src, tgt, strict=True), start=1):
+        header_s, header_t = bool(TAG_LINE.match(s)), bool(TAG_LINE.match(t))
+        if header_s != header_t:
+            raise CorpusError(f"{src_path} / {tgt_path}, line {number}: a header line on one side only")
+        if not header_s:
+            pairs.add(s, t)
+    return pairs
+
+
+SEG = re.compile(r"<seg[^>]*>(.*?)</seg>")
+
+
+def read_iwslt_xml(path: Path) -> list[str]:
+    """The ``<seg>`` texts of an IWSLT XML test set, in order."""
+    import html
+
+    return [html.unescape(m.group(1)).strip() for m in SEG.finditer("\n".join(read_lines(path)))]
+
+
+def find_iwslt_file(root: Path, pattern: str) -> Path:
+    matches = sorted(root.rglob(pattern))
+    if not matches:
+        raise FileNotFoundError(
+            f"no file matching {pattern!r} under {root}. Expected the IWSLT 2015 EN-DE release (train.tags.en-de.en, "
+            f"train.tags.en-de.de and the XML sets {', '.join(IWSLT_TEST_SETS)}), from {IWSLT_URL}.")
+    return matches[0]
+
+
+def iwslt15(root: Path, src: str = "en", tgt: str = "de") -> tuple[Parallel, Parallel]:
+    """(train, test): train from ``train.tags``, test = dev2010 + dev2012 + tst2010..tst2013 (supplement C.2)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no IWSLT 2015 folder at {root}: extract the EN-DE archive there ({IWSLT_URL})")
+    train = read_iwslt_train(find_iwslt_file(root, f"train.tags.*.{src}"), find_iwslt_file(root, f"train.tags.*.{tgt}"))
+    test = Parallel()
+    for name in IWSLT_TEST_SETS:
+        s_path, t_path = find_iwslt_file(root, f"*{name}*.{src}.xml"), find_iwslt_file(root, f"*{name}*.{tgt}.xml")
+        s, t = read_iwslt_xml(s_path), read_iwslt_xml(t_path)
+        if len(s) != len(t):
+            raise CorpusError(f"{s_path} has {len(s)} segments but {t_path} has {len(t)}")
+        for a, b in zip(s, t, strict=True):
+            test.add(a, b)
+    return train, test
+
+
+SENTENCE = re.compile(r"^[A-ZÄÖÜ].*[.!?]$")
+NOTES = re.compile(r"\s*(\{[^}]*\}|\[[^\]]*\])")
+
+
+def dictionary_sentences(path: Path = DICTIONARY_PATH, min_words: int = 4) -> Parallel:
+    """Aligned whole-sentence examples of the Ding dictionary (``German :: English``, sub-entries split by
+    `` | ``): both sides capitalised, ending in . ! or ?, at least ``min_words`` words, no ``;``.
+    Returns German in ``src`` and English in ``tgt``; duplicates are dropped and counted."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no dictionary at {path}: install the Debian package trans-de-en "
+                                "(apt-get install trans-de-en)")
+    pairs, seen = Parallel(), set()
+    for line in read_lines(path):
+        if line.startswith("#") or " :: " not in line:
+            continue
+        german, english = line.split(" :: ", 1)
+        de_parts, en_parts = german.split(" | "), english.split(" | ")
+        if len(de_parts) != len(en_parts):
+            continue
+        for de, en in zip(de_parts, en_parts, strict=True):
+            de, en = NOTES.sub("", de).strip(), NOTES.sub("", en).strip()
+            if ";" in de or ";" in en or not (SENTENCE.match(de) and SENTENCE.match(en)):
+                continue
+            if len(de.split()) < min_words or len(en.split()) < min_words:
+                continue
+            if (de, en) in seen:
+                pairs.dropped["duplicate"] = pairs.dropped.get("duplicate", 0) + 1
+                continue
+            seen.add((de, en))
+            pairs.add(de, en)
+    return pairs
+
+
+def split(pairs: Parallel, sizes: dict[str, int], seed: int = 1) -> dict[str, Parallel]:
+    """Deterministic random split: ``sizes`` (e.g. {"valid": 8300}) are taken out, the rest is "train"."""
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    if sum(sizes.values()) >= len(order):
+        raise CorpusError(f"cannot take {sum(sizes.values())} held-out pairs from {len(order)}")
+    out, start = {}, 0
+    for name, size in sizes.items():
+        chosen = sorted(order[start:start + size])
+        out[name] = Parallel([pairs.src[i] for i in chosen], [pairs.tgt[i] for i in chosen])
+        start += size
+    rest = sorted(order[start:])
+    out["train"] = Parallel([pairs.src[i] for i in rest], [pairs.tgt[i] for i in rest], dict(pairs.dropped))
+    return out
