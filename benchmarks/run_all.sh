@@ -65,4 +65,35 @@ fi
 cat "$OUT/classification_report/table.md"
 
 echo
+echo "== [$PROFILE] translation: baseline, label smoothing and PS-KD, EN-DE and DE-EN"
+TR_OUT="$OUT/translation"
+if [ "$PROFILE" = paper ]; then
+    TR_DATA="$REPO/data/translation/iwslt15"
+    if [ ! -f "$TR_DATA/summary.json" ]; then
+        : "${PSKD_IWSLT15:?set PSKD_IWSLT15 to the extracted IWSLT 2015 EN-DE folder (https://wit3.fbk.eu/2015-01)}"
+        "$PY" -m translation.prepare iwslt15 --source "$PSKD_IWSLT15" --out "$TR_DATA"
+    fi
+else
+    TR_DATA="$REPO/data/translation/demo"
+    [ -f "$TR_DATA/summary.json" ] || "$PY" -m translation.prepare demo --out "$TR_DATA" > "$OUT/translation_prepare.log" 2>&1
+fi
+translate() {  # direction method: train (fairseq resumes from checkpoint_last.pt), then generate + BLEU
+    "$PY" -m translation.run train --data "$TR_DATA" --direction "$1" --method "$2" --profile "$PROFILE" \
+        --runs "$TR_OUT" && \
+    "$PY" -m translation.run evaluate --data "$TR_DATA" --direction "$1" --method "$2" --profile "$PROFILE" \
+        --runs "$TR_OUT"
+}
+pids=()
+for direction in de-en en-de; do
+    for method in baseline ls pskd; do
+        if [ "$PROFILE" = paper ]; then translate "$direction" "$method"; continue; fi
+        translate "$direction" "$method" > "$OUT/translation_${direction}_${method}.log" 2>&1 &
+        pids+=($!)
+        if [ ${#pids[@]} -ge "${PSKD_JOBS:-2}" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+    done
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+"$PY" -m translation.run table --runs "$TR_OUT" --out "$OUT/translation_report/table"
+
+echo
 echo "== [$PROFILE] done: results in $OUT"

@@ -13,9 +13,15 @@ from common.schedules import check_alpha
 from common.targets import one_hot
 
 
-def soft_target_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """H(targets, softmax(logits)) averaged over the batch: PS-KD's loss (paper, Eq. 3 with Eq. 4)."""
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+def soft_target_cross_entropy(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+    """H(targets, softmax(logits)) per sample, averaged over the batch by default: PS-KD's loss (paper,
+    Eq. 3 with Eq. 4). ``reduction="none"`` returns the (B,) per-sample values."""
+    per_sample = -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    if reduction == "none":
+        return per_sample
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean' or 'none'; got {reduction!r}")
+    return per_sample.mean()
 
 
 def pskd_token_loss(lprobs: Tensor, target: Tensor, past_probs: Tensor, alpha: float, epsilon: float = 0.0,

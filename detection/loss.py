@@ -1,0 +1,40 @@
+"""PS-KD's classification loss for the RoI head of a two-stage detector."""
+
+from __future__ import annotations
+
+from mmdet.models.losses.utils import weight_reduce_loss
+from mmdet.registry import MODELS
+from torch import Tensor, nn
+
+from common import one_hot, soft_target_cross_entropy, soften_targets
+
+
+@MODELS.register_module()
+class PSKDClsLoss(nn.Module):
+    """Soft-target cross entropy of the RoI classifier against (1 - alpha_t) y + alpha_t p_{t-1} (Eq. 4).
+
+    Called the way mmdet's bbox head calls ``loss_cls``: ``(cls_score (N, C + 1), labels (N,) with the
+    background as C, label_weights, avg_factor, reduction_override)``; ignored RoIs carry weight 0.
+    ``alpha`` is set each epoch by ``PSKDHook``; ``past`` (N, C + 1) by ``PSKDRoIHead`` for the batch at
+    hand and consumed by the call. Without ``past`` (epoch 0) the target is the one-hot label.
+    """
+
+    def __init__(self, loss_weight: float = 1.0, reduction: str = "mean") -> None:
+        super().__init__()
+        self.loss_weight = loss_weight
+        self.reduction = reduction
+        self.alpha = 0.0
+        self.past: Tensor | None = None
+
+    def forward(self, cls_score: Tensor, labels: Tensor, weight: Tensor | None = None,
+                avg_factor: float | None = None, reduction_override: str | None = None, **kwargs) -> Tensor:
+        reduction = reduction_override or self.reduction
+        past, self.past = self.past, None
+        if past is None or self.alpha == 0:
+            targets = one_hot(labels, cls_score.shape[1])
+        else:
+            targets = soften_targets(labels, past.to(cls_score.device).float(), self.alpha)
+        per_roi = soft_target_cross_entropy(cls_score, targets, reduction="none")
+        if weight is not None:
+            weight = weight.float()
+        return self.loss_weight * weight_reduce_loss(per_roi, weight, reduction=reduction, avg_factor=avg_factor)

@@ -1,0 +1,35 @@
+"""Evaluate a detector checkpoint: ``python -m detection.test CONFIG CHECKPOINT [--work-dir DIR]``.
+
+Prints VOC mAP and each class's AP (11-point for VOC2007) and writes ``record.json`` to the work dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from mmengine.config import DictAction
+from mmengine.runner import Runner
+
+from detection.train import load_cfg, write_record
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config")
+    parser.add_argument("checkpoint")
+    parser.add_argument("--work-dir")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    args = parser.parse_args(argv)
+    cfg = load_cfg(args.config, args.work_dir, args.cfg_options, args.launcher)
+    cfg.load_from = args.checkpoint
+    start = time.monotonic()
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if runner.rank == 0:
+        print(f"record: {write_record(cfg, metrics, args.config, time.monotonic() - start)}")
+
+
+if __name__ == "__main__":
+    main()
