@@ -96,4 +96,40 @@ for pid in "${pids[@]}"; do wait "$pid"; done
 "$PY" -m translation.run table --runs "$TR_OUT" --out "$OUT/translation_report/table"
 
 echo
+echo "== [$PROFILE] detection: Faster R-CNN, plain and with PS-KD in the RoI head"
+DET_OUT="$OUT/detection"
+if [ "$PROFILE" = paper ]; then
+    # Table S3: VOC2007, ResNet-152 backbones pre-trained on ImageNet by the classification stage with each
+    # method and converted by detection.convert_backbone to work_dirs/backbones/resnet152_<method>.pth.
+    : "${PSKD_VOC:?set PSKD_VOC to the VOCdevkit folder (with VOC2007/)}"
+    for method in baseline ls cs_kd tf_kd ps_kd ps_kd_cutmix; do
+        backbone="$REPO/work_dirs/backbones/resnet152_$method.pth"
+        if [ ! -f "$backbone" ]; then
+            echo "detection: no backbone $backbone; convert the ImageNet classifier of '$method' with" \
+                 "python -m detection.convert_backbone CHECKPOINT $backbone" >&2
+            continue
+        fi
+        "${PSKD_VENV:-$REPO/.venv}/bin/torchrun" --nproc_per_node="${PSKD_GPUS:-$(nvidia-smi -L | wc -l)}" \
+            -m detection.train detection/configs/faster-rcnn_r152_fpn_voc07.py --launcher pytorch --row "$method" \
+            --work-dir "$DET_OUT/$method" --cfg-options "model.backbone.init_cfg.checkpoint=$backbone" \
+            "train_dataloader.dataset.dataset.data_root=$PSKD_VOC/" "val_dataloader.dataset.data_root=$PSKD_VOC/" \
+            "test_dataloader.dataset.data_root=$PSKD_VOC/"
+    done
+else
+    [ -d data/synthetic_voc/VOC2007 ] || "$PY" -c "from detection.voc import make_synthetic_voc; make_synthetic_voc('data/synthetic_voc')"
+    DET_ARGS=()
+    pids=()
+    [ "$PROFILE" = smoke ] && DET_ARGS=(--cfg-options train_cfg.max_epochs=1 train_cfg.val_interval=1)
+    for variant in "" _pskd; do
+        config="detection/configs/demo_faster-rcnn_r18_synthetic$variant.py"
+        if [ -f "$DET_OUT/demo$variant/record.json" ]; then echo "$config: finished earlier, kept"; continue; fi
+        "$PY" -m detection.train "$config" --work-dir "$DET_OUT/demo$variant" --resume "${DET_ARGS[@]}" \
+            > "$OUT/detection_demo$variant.log" 2>&1 &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid"; done
+fi
+"$PY" -m benchmarks.report_detection "$DET_OUT" "$OUT/detection_report/table" --title "detection ($PROFILE)"
+
+echo
 echo "== [$PROFILE] done: results in $OUT"

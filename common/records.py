@@ -94,16 +94,17 @@ class RunRecord:
 
 
 def load_records(folder: str | os.PathLike, require_final: bool = True) -> list[dict[str, Any]]:
-    """Every run record under ``folder`` (recursively), sorted by name then seed.
+    """Every run record under ``folder`` (recursively: files named ``record.json`` or ``*.record.json``),
+    sorted by name then seed.
 
-    Unfinished runs (no final metrics) are skipped unless ``require_final`` is False; a file that is
-    not valid JSON raises an error naming it.
+    Unfinished runs (no final metrics) are skipped unless ``require_final`` is False; a record file that
+    is not valid JSON raises an error naming it.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no records folder at {folder}")
     records = []
-    for path in sorted(folder.rglob("*.json")):
+    for path in sorted({*folder.rglob("record.json"), *folder.rglob("*.record.json")}):
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:

@@ -25,7 +25,7 @@ def paper_values(table: str, path: list[str] | tuple[str, ...]) -> dict[str, flo
     if table not in tables:
         raise KeyError(f"no table {table!r} in {REFERENCE_FILE.name}; known: {sorted(tables)}")
     node: Any = tables[table]
-    columns = node.get("columns") or node.get("classes")
+    columns = node.get("columns")
     for key in path:
         if not isinstance(node, dict) or key not in node:
             return {}

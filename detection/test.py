@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work-dir")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    parser.add_argument("--row", help="the run's row in the results table (see detection.train)")
     args = parser.parse_args(argv)
     cfg = load_cfg(args.config, args.work_dir, args.cfg_options, args.launcher)
     cfg.load_from = args.checkpoint
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     if runner.rank == 0:
-        print(f"record: {write_record(cfg, metrics, args.config, time.monotonic() - start)}")
+        print(f"record: {write_record(cfg, metrics, args.config, time.monotonic() - start, args.row)}")
 
 
 if __name__ == "__main__":

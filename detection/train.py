@@ -44,8 +44,11 @@ def load_cfg(config: str, work_dir: str | None, options: dict[str, Any] | None, 
     return cfg
 
 
-def write_record(cfg: Config, metrics: dict[str, float], config: str, wall: float) -> Path:
-    method = "ps_kd" if any(h.get("type") == "PSKDHook" for h in cfg.get("custom_hooks", [])) else "baseline"
+def write_record(cfg: Config, metrics: dict[str, float], config: str, wall: float, row: str | None = None) -> Path:
+    """``record.json`` in the work dir: per-class AP and mAP (%), labelled by ``row`` (Table S3's method
+    names the backbone's pre-training: baseline, ls, cs_kd, tf_kd, ps_kd, ps_kd_cutmix); the default row
+    says whether PS-KD ran in the head."""
+    method = row or ("ps_kd_head" if any(h.get("type") == "PSKDHook" for h in cfg.get("custom_hooks", [])) else "plain")
     classes = cfg.val_dataloader.dataset.get("metainfo", {}).get("classes")
     seed = cfg.get("randomness", {}).get("seed")
     record = RunRecord(Path(config).stem, {"config": config, "text": cfg.pretty_text}, seed,
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="resume from the work dir's last checkpoint")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value")
+    parser.add_argument("--row", help="the run's row in the results table (for VOC2007: the Table S3 method of the "
+                                      "backbone, e.g. ps_kd)")
     args = parser.parse_args(argv)
     cfg = load_cfg(args.config, args.work_dir, args.cfg_options, args.launcher)
     cfg.resume = args.resume
@@ -74,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     runner.train()
     metrics = runner.test()
     if runner.rank == 0:
-        print(f"record: {write_record(cfg, metrics, args.config, time.monotonic() - start)}")
+        print(f"record: {write_record(cfg, metrics, args.config, time.monotonic() - start, args.row)}")
 
 
 if __name__ == "__main__":

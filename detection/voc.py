@@ -111,7 +111,7 @@ _COLORS = {"bus": (230, 180, 20), "car": (200, 30, 30), "cat": (120, 120, 120), 
            "person": (40, 90, 220)}
 
 
-def make_synthetic_voc(root: str | Path, n_trainval: int = 64, n_test: int = 32, size: tuple[int, int] = (160, 224),
+def make_synthetic_voc(root: str | Path, n_trainval: int = 128, n_test: int = 64, size: tuple[int, int] = (160, 224),
                        seed: int = 0) -> Path:
     """A small deterministic VOC-format data set under ``root/VOC2007``: 1-3 objects per image from five VOC
     classes, each a filled shape of its own colour and form (bus/car: rectangles of different aspect,

@@ -22,7 +22,7 @@ def _write_run(folder, method, seed, top1, ece, finished=True):
     record.add_epoch(0, train_loss=2.0, top1_err=top1 + 5)
     if finished:
         record.finish({"top1_err": top1, "top5_err": 5.0, "nll": 0.8, "ece": ece, "aurc": 50.0})
-    return record.write(folder / f"{method}-{seed}.json")
+    return record.write(folder / f"{method}-{seed}.record.json")
 
 
 def test_record_holds_config_seed_commit_host_epochs_and_is_valid_json(tmp_path):
@@ -46,7 +46,7 @@ def test_paper_lookup():
         "top1_err": 20.82, "top5_err": 5.10, "nll": 0.76, "ece": 1.77, "aurc": 52.10}
     assert paper_values("table_s3", ["ps_kd"])["diningtable"] == 77.98
     assert paper_values("iwslt15_bleu", ["de_en", "ps_kd"]) == {"bleu": 36.2}
-    assert paper_values("table_s3", ["map", "ps_kd"]) == {"value": 79.50}
+    assert paper_values("table_s3", ["ps_kd"])["map"] == 79.50
     assert paper_values("cifar100_main", ["preact_resnet18", "mixup"]) == {}
     with pytest.raises(KeyError, match="known"):
         paper_values("cifar10", ["x"])
@@ -73,8 +73,9 @@ def test_table_mean_std_over_seeds_with_paper_and_delta(tmp_path):
 
 
 def test_corrupt_record_is_named(tmp_path):
-    (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match=r"bad\.json"):
+    (tmp_path / "other.json").write_text("{not a record, not read")
+    (tmp_path / "bad.record.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"bad\.record\.json"):
         load_records(tmp_path)
 
 
