@@ -45,3 +45,19 @@ def test_short_training_and_evaluation_give_per_class_ap_and_resume_restores_epo
     assert "resumed epoch: 2" in log
     assert "PS-KD: epoch 2, alpha_t = 0.8000, snapshot refreshed" in log
     assert "PS-KD: epoch 0" not in log
+
+
+@pytest.mark.slow
+def test_two_process_gloo_training_through_torchrun(voc):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    root = f"{voc / 'voc'}/"
+    cmd = [str(torchrun), "--nproc_per_node=2", "-m", "detection.train", str(CONFIG), "--launcher", "pytorch",
+           "--work-dir", str(voc / "ddp"), "--cfg-options", f"train_dataloader.dataset.dataset.data_root={root}",
+           f"val_dataloader.dataset.data_root={root}", f"test_dataloader.dataset.data_root={root}",
+           "train_cfg.max_epochs=1", "train_cfg.val_interval=1"]
+    done = subprocess.run(cmd, cwd=voc, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = done.stdout + done.stderr
+    assert "Epoch(train) [1][4/4]" in log  # 32 images, batch 4 per process, 2 processes
+    assert json.loads((voc / "ddp" / "record.json").read_text())["final"]["map"] >= 0
