@@ -22,6 +22,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -195,9 +196,8 @@ def main() -> None:
 
     n_mem = 100_000 if args.quick else 1_281_167
     print(f"\n== store memory on one node, 2 local ranks, {n_mem:,} x 1000 float16 (sum of the ranks' PSS)")
-    tmp = Path(args.out).parent / "bench_tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    memory = bench_memory(n_mem, 1000, "float16", tmp)
+    with tempfile.TemporaryDirectory() as tmp:
+        memory = bench_memory(n_mem, 1000, "float16", Path(tmp))
     report["memory"] = memory
     gb = 1e9
     for sharing in ("replicated", "node"):
