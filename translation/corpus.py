@@ -61,12 +61,18 @@ def read_lines(path: Path) -> list[str]:
                           "convert the file to UTF-8") from err
 
 
-def read_parallel(src_path: Path, tgt_path: Path) -> Parallel:
-    """Two line-aligned files; different line counts raise CorpusError naming both files."""
+def read_aligned(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
+    """The lines of two files that must align; different line counts raise CorpusError naming both."""
     src, tgt = read_lines(src_path), read_lines(tgt_path)
     if len(src) != len(tgt):
         raise CorpusError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: the files must be "
                           "aligned line by line")
+    return src, tgt
+
+
+def read_parallel(src_path: Path, tgt_path: Path) -> Parallel:
+    """Two line-aligned files as pairs (empty ones dropped and counted)."""
+    src, tgt = read_aligned(src_path, tgt_path)
     pairs = Parallel()
     for s, t in zip(src, tgt, strict=True):
         pairs.add(s, t)
@@ -78,10 +84,7 @@ TAG_LINE = re.compile(r"^\s*<(url|keywords|speaker|talkid|reviewer|translator|ti
 
 def read_iwslt_train(src_path: Path, tgt_path: Path) -> Parallel:
     """``train.tags.*`` files: drop the talk header lines (<url>, <talkid>, <title>, ...) on both sides."""
-    src, tgt = read_lines(src_path), read_lines(tgt_path)
-    if len(src) != len(tgt):
-        raise CorpusError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: the files must be "
-                          "aligned line by line")
+    src, tgt = read_aligned(src_path, tgt_path)
     pairs = Parallel()
     for number, (s, t) in enumerate(zip(src, tgt, strict=True), start=1):
         header_s, header_t = bool(TAG_LINE.match(s)), bool(TAG_LINE.match(t))
