@@ -8,7 +8,6 @@ set) and ``synthetic`` (learnable random images, for tests). A missing data set 
 from __future__ import annotations
 
 import gzip
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,15 +205,11 @@ def synthetic(num_classes: int = 10, train_size: int = 512, test_size: int = 256
 
 
 def _append_train_transform(dataset: Dataset, transform: Callable) -> None:
-    while isinstance(dataset, torch.utils.data.Subset):
-        dataset = dataset.dataset
-    dataset.transform = transforms_compose([dataset.transform, transform])
-
-
-def transforms_compose(steps: list[Callable]) -> Callable:
     from torchvision import transforms
 
-    return transforms.Compose(steps)
+    while isinstance(dataset, torch.utils.data.Subset):
+        dataset = dataset.dataset
+    dataset.transform = transforms.Compose([dataset.transform, transform])
 
 
 def build_datasets(name: str, root: str, download: bool = False, train_size: int | None = None,
@@ -240,6 +235,3 @@ def build_datasets(name: str, root: str, download: bool = False, train_size: int
         splits.train, splits.test = _subset(splits.train, train_size), _subset(splits.test, test_size, seed=1)
     return DataSplits(WithIndex(splits.train), WithIndex(splits.test), splits.num_classes, splits.in_channels)
 
-
-def default_data_root() -> str:
-    return os.environ.get("PSKD_DATA", "data")
