@@ -1,16 +1,29 @@
-"""Classification metrics of the paper and supplement A.1, over predicted probabilities.
+"""Classification metrics of the paper and supplement A.1, as the official PS-KD code computes them.
 
-Top-1 / top-5 error (%), NLL, ECE (%, M equal-width bins), AURC and E-AURC (x1e3). Pure functions over
-(n, K) probabilities and (n,) labels, plus :class:`ClassificationMetrics`, a streaming accumulator that
-keeps O(1) numbers per sample (its confidence and whether it was right) and reduces across DDP ranks.
+Top-1 / top-5 error (%), NLL, ECE (%, equal-width bins), AURC and E-AURC (x1e3), following the
+official ``utils/metric.py`` and ``main.py`` ``val`` (lgcnsai/PS-KD-Pytorch). Pure functions over
+(n, K) probabilities (optionally the logits they came from) and (n,) labels, plus
+:class:`ClassificationMetrics`, a streaming accumulator that keeps O(1) numbers per sample (its
+confidence and whether it was right) and reduces across DDP ranks.
+
+Where the official code is not deterministic (the order of tied scores), the expectation over the
+orders it could produce is used, so that a result depends neither on the order of the samples nor on
+the sorting algorithm:
+
+* top-k: a label tied with other classes at the k-th place counts as the fraction of the tie orders
+  (``torch.topk`` in the official ``accuracy`` picks one arbitrarily) in which it is among the top k;
+* AURC: a group of m tied confidences holding e errors adds, at its j-th position, j * e / m errors
+  in expectation (the official code reverses an unstable ``np.argsort``, over a shuffled test set).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor
 
 from common import distributed as ddp
@@ -34,110 +47,156 @@ class CalibrationBins:
                 "confidence": self.confidence, "count": self.count, "ece": self.ece}
 
 
-def _check(probs: Tensor, labels: Tensor) -> None:
+def _check(probs: Tensor, labels: Tensor, logits: Tensor | None = None) -> None:
     if probs.dim() != 2 or labels.dim() != 1 or probs.shape[0] != labels.shape[0]:
         raise ValueError(f"expected probs (n, K) and labels (n,); got {tuple(probs.shape)} and {tuple(labels.shape)}")
+    if logits is not None and logits.shape != probs.shape:
+        raise ValueError(f"expected logits of the shape of probs {tuple(probs.shape)}; got {tuple(logits.shape)}")
 
 
-def _top_k_hits(probs: Tensor, labels: Tensor, correct: Tensor, ks: tuple[int, ...]) -> list[int]:
-    """Samples whose label is among the k most probable classes, for each k.
+def _top_k_hits(scores: Tensor, labels: Tensor, ks: tuple[int, ...]) -> list[float]:
+    """Expected number of samples whose label is among the k highest scores, for each k.
 
-    Top-1 is ``argmax == label`` (as the accuracy of the ECE bins). For k > 1 a label is a hit when
-    fewer than k classes are strictly more probable: one comparison pass instead of a slow ``topk``;
-    a label tied with the k-th class counts as a hit (``topk`` would break such ties arbitrarily).
+    The official ``accuracy`` (main.py, lines 125-139) takes ``torch.topk`` of the logits, which
+    breaks ties at the k-th place arbitrarily. Here a label with ``a`` strictly higher classes and
+    ``t`` classes at its score (itself included) is a hit in a fraction clamp((k - a) / t, 0, 1) of
+    the tie orders: 1 or 0 without ties, and the expectation of the official count with them.
     """
-    hits = []
-    rank = None
-    for k in ks:
-        if k == 1:
-            hits.append(int(correct.sum()))
-            continue
-        if rank is None:
-            p_true = probs.gather(1, labels.long().unsqueeze(1))
-            rank = (probs > p_true).sum(dim=1)
-        hits.append(int((rank < k).sum()))
-    return hits
+    s_true = scores.gather(1, labels.long().unsqueeze(1))
+    above = (scores > s_true).sum(dim=1, dtype=torch.int32).double()
+    equal = scores == s_true
+    # a whole-tensor count is cheaper than per-row sums, and ties are rare: count per row only then
+    if int(torch.count_nonzero(equal)) == scores.shape[0]:
+        tied = torch.ones_like(above)
+    else:
+        tied = equal.sum(dim=1, dtype=torch.int32).clamp_min(1).double()
+    return [float(((k - above) / tied).clamp(0.0, 1.0).sum()) for k in ks]
 
 
 def top_k_error(probs: Tensor, labels: Tensor, k: int = 1) -> float:
-    """Percentage of samples whose label is not among the k most probable classes."""
+    """Percentage of samples whose label is not among the k highest scores (ties: see :func:`_top_k_hits`).
+
+    ``probs`` may be probabilities or logits: only their order is used. The official code ranks the
+    logits; float32 softmax can tie classes whose logits differ, so pass logits where they exist.
+    """
     _check(probs, labels)
-    correct = probs.argmax(dim=1) == labels
-    return 100.0 * (1.0 - _top_k_hits(probs, labels, correct, (k,))[0] / labels.shape[0])
+    return 100.0 * (1.0 - _top_k_hits(probs, labels, (k,))[0] / labels.shape[0])
 
 
-def negative_log_likelihood(probs: Tensor, labels: Tensor) -> float:
-    """Mean of -log p(label | x) (probabilities floored at 1e-12 so that a zero gives a finite value)."""
-    _check(probs, labels)
-    p = probs.gather(1, labels.long().unsqueeze(1)).squeeze(1).double()
-    return -p.clamp_min(NLL_FLOOR).log().mean().item()
+def _nll_sum(probs: Tensor, labels: Tensor, logits: Tensor | None) -> float:
+    """Sum over samples of -log p(label | x), accumulated in float64.
+
+    From logits: the per-sample cross entropy that the official ``val`` averages
+    (``nn.CrossEntropyLoss`` of the outputs, main.py line 536), unbounded. From stored probabilities
+    only: the probability is floored at 1e-12 so that a float32 zero stays finite (at most 27.6).
+    """
+    labels = labels.long().unsqueeze(1)
+    if logits is not None:
+        return float(-F.log_softmax(logits.float(), dim=1).gather(1, labels).double().sum())
+    p = probs.gather(1, labels).double()
+    return float(-p.clamp_min(NLL_FLOOR).log().sum())
 
 
-def _bin_edges(n_bins: int) -> Tensor:
+def negative_log_likelihood(probs: Tensor, labels: Tensor, logits: Tensor | None = None) -> float:
+    """Mean of -log p(label | x): the cross entropy of ``logits`` when given, else of clamped ``probs``."""
+    _check(probs, labels, logits)
+    return _nll_sum(probs, labels, logits) / labels.shape[0]
+
+
+def _bin_edges(n_bins: int) -> tuple[Tensor, Tensor]:
+    """The official bins (utils/metric.py): ``upper = np.arange(s, 1 + s, s)``, ``lower = upper - s``.
+
+    With s = 1 / n_bins in float64, exactly as the official code builds them. Float32 confidences are
+    compared in float64, so float32 0.1, 0.2, 0.3, 0.4, 0.6 and 0.8 (each just above its decimal)
+    fall in the bin above the edge, where float32 edges would put them in the bin below. The float64
+    edges leave gaps no float32 can fall in (upper[1] = 0.2 < lower[2] = 0.2 + 2.8e-17 for s = 0.1;
+    some n_bins give overlaps, where a sample counts in both bins), and for n_bins = 49, 103 or 196
+    arange yields one bin more; all as the official code.
+    """
     if n_bins < 1:
         raise ValueError(f"the number of ECE bins must be >= 1; got {n_bins}")
-    return torch.linspace(0, 1, n_bins + 1)
+    bin_size = 1.0 / n_bins
+    upper = np.arange(bin_size, 1 + bin_size, bin_size)
+    return torch.from_numpy(upper - bin_size), torch.from_numpy(upper)
 
 
-def _bin_index(confidence: Tensor, n_bins: int) -> Tensor:
-    """Bin of each confidence with (lower, upper] bins, as the official code's ``gt(lower) * le(upper)``."""
-    inner = _bin_edges(n_bins)[1:-1].to(confidence.device, confidence.dtype)
-    return torch.bucketize(confidence, inner, right=False)
+def _bin_sums(confidence: Tensor, correct: Tensor, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Count, correct count and confidence sum per bin, membership ``lower < conf <= upper`` in float64.
+
+    The official code compares Python floats (float64 copies of the float32 softmax) with the float64
+    edges, bin by bin; a sample in two overlapping bins or in a gap is counted as there.
+    """
+    conf = confidence.double().unsqueeze(1)
+    lower, upper = lower.to(conf.device), upper.to(conf.device)
+    member = ((conf > lower) & (conf <= upper)).double()
+    values = torch.stack([torch.ones_like(conf[:, 0]), correct.double(), conf[:, 0]], dim=1)
+    sums = member.T @ values
+    return sums[:, 0], sums[:, 1], sums[:, 2]
 
 
-def _calibration_from_sums(count: Tensor, correct: Tensor, conf_sum: Tensor, n_bins: int) -> CalibrationBins:
-    edges = _bin_edges(n_bins).double()
-    total = count.sum().clamp_min(1)
+def _calibration_from_sums(count: Tensor, correct: Tensor, conf_sum: Tensor, n: int,
+                           lower: Tensor, upper: Tensor) -> CalibrationBins:
+    """ECE = 100 * sum_m |acc_m - conf_m| * count_m / n, with n every sample (utils/metric.py)."""
     nonzero = count.clamp_min(1)
     acc, conf = correct / nonzero, conf_sum / nonzero
-    ece = ((count / total) * (acc - conf).abs()).sum().item() * 100.0
+    ece = float(((acc - conf).abs() * count).sum()) * 100.0 / n
     return CalibrationBins(
-        lower=edges[:-1].tolist(), upper=edges[1:].tolist(),
+        lower=lower.tolist(), upper=upper.tolist(),
         accuracy=torch.where(count > 0, acc, 0.0).tolist(),
         confidence=torch.where(count > 0, conf, 0.0).tolist(),
         count=count.long().tolist(), ece=ece,
     )
 
 
-def _bin_sums(confidence: Tensor, correct: Tensor, n_bins: int) -> tuple[Tensor, Tensor, Tensor]:
-    idx = _bin_index(confidence, n_bins)
-    zeros = torch.zeros(n_bins, dtype=torch.float64, device=confidence.device)
-    return (zeros.index_add(0, idx, torch.ones_like(confidence, dtype=torch.float64)),
-            zeros.index_add(0, idx, correct.double()),
-            zeros.index_add(0, idx, confidence.double()))
+def _confidence_and_correct(probs: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Maximum probability, and whether its first index (``np.argmax``, as utils/metric.py) is the label."""
+    prediction = probs.argmax(dim=1)
+    return probs.gather(1, prediction.unsqueeze(1)).squeeze(1), prediction == labels.to(probs.device)
 
 
 def expected_calibration_error(probs: Tensor, labels: Tensor, n_bins: int = 10) -> CalibrationBins:
-    """ECE (%) with ``n_bins`` equal-width bins (supplement A.1), with the per-bin statistics."""
+    """ECE (%) over the official bins of width 1 / n_bins (supplement A.1), with the per-bin statistics."""
     _check(probs, labels)
-    confidence, prediction = probs.max(dim=1)
-    return _calibration_from_sums(*_bin_sums(confidence, prediction == labels, n_bins), n_bins)
+    lower, upper = _bin_edges(n_bins)
+    confidence, correct = _confidence_and_correct(probs, labels)
+    return _calibration_from_sums(*_bin_sums(confidence, correct, lower, upper), labels.shape[0], lower, upper)
 
 
 def _aurc_from(confidence: Tensor, correct: Tensor) -> tuple[float, float]:
-    """AURC and E-AURC (x1e3) of Geifman et al. (ICLR 2019), as the official PS-KD code computes them.
+    """AURC and E-AURC (x1e3) of Geifman et al. (ICLR 2019), as utils/metric.py ``calc_aurc`` computes them.
 
-    Samples sorted by decreasing confidence (ties keep their order); the risk at coverage i/n is the
-    error rate of the first i; AURC is the mean of those n risks; E-AURC subtracts the AURC of an ideal
-    ordering with the same error rate r, ``r + (1 - r) * log(1 - r)``.
+    Samples sorted by decreasing confidence; the risk at coverage i/n is the error rate of the first
+    i; AURC is the mean of those n risks. Tied confidences: the expected risk over the orders of each
+    tied group (module docstring): at the j-th of m tied samples holding e errors, after a samples
+    holding E errors, the risk is (E + j * e / m) / (a + j). E-AURC subtracts the AURC of an ideal
+    ordering with the same n_err errors, the official finite sum
+    (1 / n) * sum_{i=1..n_err} i / (n - n_err + i), not its large-n limit r + (1 - r) ln(1 - r).
     """
     n = confidence.numel()
     if n == 0:
         raise ValueError("AURC needs at least one sample")
-    order = torch.sort(confidence, descending=True, stable=True).indices
-    errors = (~correct[order]).double()
-    risks = errors.cumsum(0) / torch.arange(1, n + 1, dtype=torch.float64, device=errors.device)
-    area = risks.mean().item()
-    r = torch.tensor(risks[-1].item(), dtype=torch.float64)
-    optimal = (r + torch.special.xlogy(1 - r, 1 - r)).item()
+    sorted_conf, order = torch.sort(confidence, descending=True)
+    errors = (~correct[order].bool()).double()
+    _, sizes = torch.unique_consecutive(sorted_conf, return_counts=True)
+    ends = sizes.cumsum(0)
+    starts = ends - sizes
+    cum = torch.cat([errors.new_zeros(1), errors.cumsum(0)])
+    before, in_group = cum[starts], cum[ends] - cum[starts]
+    position = torch.arange(n, dtype=torch.float64)
+    start = starts.double().repeat_interleave(sizes)
+    j = position - start + 1
+    expected_errors = before.repeat_interleave(sizes) + j * (in_group / sizes.double()).repeat_interleave(sizes)
+    area = float((expected_errors / (position + 1)).mean())
+    n_err = int(cum[-1])
+    i = torch.arange(1, n_err + 1, dtype=torch.float64)
+    optimal = float((i / (n - n_err + i)).sum()) / n
     return area * 1e3, (area - optimal) * 1e3
 
 
 def aurc(probs: Tensor, labels: Tensor) -> tuple[float, float]:
     """(AURC, E-AURC), both x1e3, with the maximum probability as the confidence."""
     _check(probs, labels)
-    confidence, prediction = probs.max(dim=1)
-    return _aurc_from(confidence, prediction == labels)
+    return _aurc_from(*_confidence_and_correct(probs, labels))
 
 
 class ClassificationMetrics:
@@ -149,7 +208,7 @@ class ClassificationMetrics:
     """
 
     def __init__(self, n_bins: int = 10, topk: tuple[int, ...] = (1, 5), distributed: bool = True) -> None:
-        _bin_edges(n_bins)
+        self._lower, self._upper = _bin_edges(n_bins)
         self.distributed = distributed
         self.n_bins = n_bins
         self.topk = topk
@@ -157,23 +216,28 @@ class ClassificationMetrics:
 
     def reset(self) -> None:
         self._n = 0
-        self._topk_hits = [0] * len(self.topk)
+        self._topk_hits = [0.0] * len(self.topk)
         self._nll_sum = 0.0
-        self._bins = [torch.zeros(self.n_bins, dtype=torch.float64) for _ in range(3)]
+        self._bins = [torch.zeros(len(self._upper), dtype=torch.float64) for _ in range(3)]
         self._confidence: list[Tensor] = []
         self._correct: list[Tensor] = []
 
     @torch.no_grad()
-    def update(self, probs: Tensor, labels: Tensor) -> None:
-        _check(probs, labels)
+    def update(self, probs: Tensor, labels: Tensor, logits: Tensor | None = None) -> None:
+        """Add a batch of softmax ``probs``; give the ``logits`` they came from where they exist.
+
+        With logits, top-k ranks the logits and NLL is their cross entropy, as the official ``val``;
+        without, both come from the probabilities (NLL floored at 1e-12, see :func:`_nll_sum`).
+        ECE and AURC always use the probabilities, as the official code does.
+        """
+        _check(probs, labels, logits)
         labels = labels.to(probs.device).long()
-        confidence, prediction = probs.max(dim=1)
-        correct = prediction == labels
-        for i, hits in enumerate(_top_k_hits(probs, labels, correct, self.topk)):
+        scores = probs if logits is None else logits
+        for i, hits in enumerate(_top_k_hits(scores, labels, self.topk)):
             self._topk_hits[i] += hits
-        p_true = probs.gather(1, labels.unsqueeze(1)).squeeze(1).double()
-        self._nll_sum += float(-p_true.clamp_min(NLL_FLOOR).log().sum())
-        for acc, part in zip(self._bins, _bin_sums(confidence, correct, self.n_bins), strict=True):
+        self._nll_sum += _nll_sum(probs, labels, logits)
+        confidence, correct = _confidence_and_correct(probs, labels)
+        for acc, part in zip(self._bins, _bin_sums(confidence, correct, self._lower, self._upper), strict=True):
             acc += part.cpu()
         self._confidence.append(confidence.float().cpu())
         self._correct.append(correct.cpu())
@@ -192,7 +256,7 @@ class ClassificationMetrics:
         n = int(counts[0])
         if n == 0:
             raise ValueError("no samples were given to the metrics")
-        calibration = _calibration_from_sums(bins[0], bins[1], bins[2], self.n_bins)
+        calibration = _calibration_from_sums(bins[0], bins[1], bins[2], n, self._lower, self._upper)
         aurc_value, eaurc_value = _aurc_from(confidence, correct)
         result: dict[str, float | dict] = {
             f"top{k}_err": 100.0 * (1.0 - counts[1 + i].item() / n) for i, k in enumerate(self.topk)
@@ -208,8 +272,9 @@ def _all_reduce_sum(tensor: Tensor) -> Tensor:
     return out
 
 
-def classification_metrics(probs: Tensor, labels: Tensor, n_bins: int = 10) -> dict[str, float | dict]:
-    """All metrics at once for probabilities held in memory (single process)."""
+def classification_metrics(probs: Tensor, labels: Tensor, n_bins: int = 10,
+                           logits: Tensor | None = None) -> dict[str, float | dict]:
+    """All metrics at once for probabilities (and optionally their logits) held in memory (single process)."""
     metrics = ClassificationMetrics(n_bins=n_bins, distributed=False)
-    metrics.update(probs, labels)
+    metrics.update(probs, labels, logits=logits)
     return metrics.compute()

@@ -1,3 +1,6 @@
+"""Metrics against the official PS-KD evaluation (benchmarks/official_reference.py, a transcription of
+utils/metric.py and main.py's val), including the cases where the official code is not deterministic."""
+
 import itertools
 import math
 
@@ -6,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmarks.official_reference import accuracy, calc_aurc, metric_ece_aurc_eaurc, reliability_bins, val
 from common import (
     ClassificationMetrics,
     aurc,
@@ -15,25 +19,54 @@ from common import (
     top_k_error,
 )
 
+# float32 confidences on every decimal edge of 10 bins; float32 0.1, 0.2, 0.3, 0.4, 0.6, 0.8 lie just above
+# their decimal, so the official float64 edges put them in the bin above
+EDGES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+
 
 def _random_predictions(n=2000, k=20, seed=0):
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, k, (n,), generator=g)
     logits = torch.randn(n, k, generator=g) * 2
     logits[torch.arange(n), labels] += 2.0  # about 60 % right, so every metric is non-trivial
-    return F.softmax(logits, 1), labels
+    return logits, F.softmax(logits, 1), labels
 
 
-def _official_aurc(confidence, correct):
-    """Straight transcription of the official PS-KD metric loop (sorted, cumulative risk, mean)."""
-    pairs = sorted(zip(confidence.tolist(), correct.tolist(), strict=True), key=lambda x: x[0], reverse=True)
-    risk, risks = 0, []
-    for i, (_, ok) in enumerate(pairs):
-        risk += 0 if ok else 1
-        risks.append(risk / (i + 1))
-    r = risks[-1]
-    area = sum(v / len(risks) for v in risks)
-    return area * 1e3, (area - (r + (1 - r) * np.log(1 - r))) * 1e3
+def _distinct(n, k=10, seed=0):
+    """Distinct float32 confidences in [0.45, 0.95), some on bin edges, each right with that probability."""
+    g = torch.Generator().manual_seed(seed)
+    confidence = torch.randperm(n, generator=g).float() / (2 * n) + 0.45
+    wrong = torch.rand(n, generator=g) > confidence
+    return _with_confidences(confidence, k), wrong.long() * torch.randint(1, k, (n,), generator=g)
+
+
+def _tied(n, k=10, seed=0, grid=20):
+    """Scores rounded to a grid of 1/grid: many tied confidences, many of them on bin edges."""
+    _, probs, labels = _random_predictions(n, k, seed)
+    return (probs * grid).round() / grid, labels
+
+
+def _with_confidences(confidence, k=100):
+    """Rows whose maximum is exactly ``confidence`` (float32), the rest spread over k - 1 classes."""
+    rest = ((1 - confidence) / (k - 1)).unsqueeze(1).expand(-1, k - 1)
+    return torch.cat([confidence.unsqueeze(1), rest], dim=1)
+
+
+def _official(probs, labels, bin_size=0.1):
+    """The official (ECE, AURC, E-AURC), given Python floats as main.py's val gives them."""
+    return metric_ece_aurc_eaurc(probs.tolist(), labels.tolist(), bin_size=bin_size)
+
+
+def _aurc_over_sample_orders(probs, labels, orders, seed=0):
+    """Mean and standard error of the official (AURC, E-AURC) over random orders of the samples."""
+    rng = np.random.default_rng(seed)
+    p, y = probs.double().numpy(), labels.numpy()
+    runs = []
+    for _ in range(orders):
+        perm = rng.permutation(len(y))
+        runs.append(calc_aurc(p[perm], y[perm]))
+    runs = 1e3 * np.array(runs)
+    return runs.mean(0), runs.std(0, ddof=1) / math.sqrt(orders)
 
 
 def test_top_k_error_and_nll_by_hand():
@@ -44,6 +77,40 @@ def test_top_k_error_and_nll_by_hand():
     assert top_k_error(probs, labels, 3) == pytest.approx(0.0)
     expected = -(math.log(0.5) + math.log(0.1) + math.log(0.7) + math.log(0.25)) / 4
     assert negative_log_likelihood(probs, labels) == pytest.approx(expected)
+
+
+def test_top_k_ties_count_as_the_expectation_over_tie_orders():
+    probs = torch.tensor([[0.4, 0.3, 0.3]])
+    assert top_k_error(probs, torch.tensor([1]), 2) == pytest.approx(50.0)  # tied with class 2 for 2nd place
+    four_way = torch.full((1, 4), 0.25)
+    assert top_k_error(four_way, torch.tensor([3]), 1) == pytest.approx(75.0)
+    assert top_k_error(four_way, torch.tensor([3]), 3) == pytest.approx(25.0)
+
+
+def test_top_k_with_ties_is_the_official_topk_averaged_over_every_class_order():
+    # torch.topk breaks ties by position; over all orders of the classes every tied class is equally likely
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randint(0, 3, (300, 4), generator=g).float()  # ties at every place
+    labels = torch.randint(0, 4, (300,), generator=g)
+    official = []
+    for perm in itertools.permutations(range(4)):
+        where = torch.tensor(perm).argsort()  # class c sits in column perm.index(c)
+        official.append([a.item() for a in accuracy(logits[:, list(perm)], where[labels], topk=(1, 2, 3))])
+    expected = 100.0 - np.mean(official, axis=0)  # the official percentages are float32: abs 1e-4
+    assert [top_k_error(logits, labels, k) for k in (1, 2, 3)] == pytest.approx(expected.tolist(), abs=1e-4)
+
+
+def test_nll_is_the_official_cross_entropy_of_the_logits_unbounded():
+    logits, probs, labels = _random_predictions(n=500, k=10)
+    logits[0, labels[0]] -= 200.0  # the label's float32 probability underflows to 0
+    probs = F.softmax(logits, 1)
+    assert probs[0, labels[0]] == 0
+    official = val([(logits, labels)])["loss"]
+    assert negative_log_likelihood(probs, labels, logits=logits) == pytest.approx(official, rel=1e-6)
+    # the stored-probabilities form can only floor that zero at 1e-12: -log(1e-12) = 27.6, not about 200
+    per_sample = F.cross_entropy(logits, labels, reduction="none").double()
+    floored = (per_sample.sum() - per_sample[0] - math.log(1e-12)).item() / 500
+    assert per_sample[0] > 150 and negative_log_likelihood(probs, labels) == pytest.approx(floored, rel=1e-6)
 
 
 def test_ece_by_hand():
@@ -57,61 +124,134 @@ def test_ece_by_hand():
     assert result.ece == pytest.approx(expected, rel=1e-6)
 
 
-def test_confidences_on_bin_edges_fall_in_the_lower_bin_as_in_the_official_code():
-    edges = torch.linspace(0, 1, 11)
-    confidence = torch.cat([edges[1:], edges[1:] + 1e-4]).clamp(max=1.0)
-    # K = 20 classes, the rest of the mass spread evenly, so that the maximum is ``confidence``
-    probs = torch.cat([confidence[:, None], ((1 - confidence) / 19)[:, None].expand(-1, 19)], dim=1)
-    labels = torch.zeros(len(confidence), dtype=torch.long)
-    official = [int((confidence.gt(lo) & confidence.le(hi)).sum()) for lo, hi in itertools.pairwise(edges)]
-    assert expected_calibration_error(probs, labels).count == official
+@pytest.mark.parametrize("n_bins", [10, 15, 20, 49])
+def test_confidences_on_bin_edges_fall_in_the_official_bins(n_bins):
+    edges = torch.tensor(EDGES + [i / n_bins for i in range(1, n_bins + 1)], dtype=torch.float32)
+    confidence = torch.cat([edges, edges + 1e-4, edges - 1e-4]).clamp(max=1.0)
+    probs = _with_confidences(confidence)
+    labels = torch.arange(len(confidence)) % 3  # right on every third row
+    lower, upper, accs, confs, counts, _ = reliability_bins(probs.tolist(), labels.tolist(), 1 / n_bins)
+    ours = expected_calibration_error(probs, labels, n_bins)
+    assert ours.count == counts  # 49 bins: arange makes 50, and 1.0 counts in the last two, as officially
+    assert ours.lower == lower and ours.upper == upper  # the very float64 edges
+    assert ours.accuracy == pytest.approx(accs) and ours.confidence == pytest.approx(confs)
+    assert ours.ece == pytest.approx(_official(probs, labels, 1 / n_bins)[0], rel=1e-9)
 
 
-def test_ece_agrees_with_torchmetrics():
+def test_float32_decimals_above_their_edge_go_to_the_bin_above():
+    probs = _with_confidences(torch.tensor(EDGES, dtype=torch.float32))
+    counts = expected_calibration_error(probs, torch.zeros(10, dtype=torch.long)).count
+    # 0.1 -> (0.1, 0.2], 0.5 -> (0.4, 0.5] (exact), 0.7 -> (0.6, 0.7] (float32 0.7 < 0.7), 0.9 -> (0.8, 0.9]
+    assert counts == [0, 1, 1, 1, 2, 0, 2, 0, 2, 1]
+
+
+def test_ece_agrees_with_torchmetrics_away_from_the_edges():
     from torchmetrics.functional.classification import multiclass_calibration_error
 
-    probs, labels = _random_predictions()
+    _, probs, labels = _random_predictions()
     for bins in (10, 15):
         theirs = multiclass_calibration_error(probs, labels, num_classes=20, n_bins=bins, norm="l1").item()
         assert expected_calibration_error(probs, labels, bins).ece == pytest.approx(100 * theirs, abs=1e-4)
 
 
-def test_aurc_agrees_with_the_official_loop_including_ties():
-    probs, labels = _random_predictions(n=3000)
-    probs = (probs * 20).round() / 20  # many tied confidences
-    confidence, prediction = probs.max(1)
-    ours = aurc(probs, labels)
-    theirs = _official_aurc(confidence, prediction == labels)
-    assert ours[0] == pytest.approx(theirs[0], rel=1e-9) and ours[1] == pytest.approx(theirs[1], rel=1e-9)
+@pytest.mark.parametrize("n", [100, 10_000])
+def test_ece_aurc_eaurc_equal_the_official_code_without_ties(n):
+    probs, labels = _distinct(n, seed=n)
+    ece, area, excess = _official(probs, labels)
+    assert expected_calibration_error(probs, labels).ece == pytest.approx(ece, rel=1e-9)
+    assert aurc(probs, labels) == pytest.approx((area, excess), rel=1e-9)
+
+
+def test_eaurc_of_a_perfect_ranking_is_zero_with_the_finite_sum():
+    # errors exactly on the 20 lowest confidences: the ranking is the ideal one, so E-AURC = 0; the large-n
+    # limit r + (1 - r) ln(1 - r) of the optimum would leave about 1e-3 (x1e3: about 1) at n = 100
+    confidence = torch.linspace(0.99, 0.3, 100)
+    labels = torch.zeros(100, dtype=torch.long)
+    labels[80:] = 1
+    area, excess = aurc(_with_confidences(confidence), labels)
+    assert excess == pytest.approx(0.0, abs=1e-9)
+    assert area == pytest.approx(_official(_with_confidences(confidence), labels)[1], rel=1e-12)
+
+
+def test_aurc_with_ties_is_the_official_value_averaged_over_every_sample_order():
+    # any sort orders tied samples by position only, so averaging over all 7! orders of the input gives the
+    # official value averaged uniformly over the orders of each tied group
+    confidence = torch.tensor([0.9, 0.9, 0.9, 0.6, 0.6, 0.8, 0.55])
+    probs = torch.stack([confidence, 1 - confidence], dim=1)
+    labels = torch.tensor([0, 1, 1, 0, 1, 0, 1])
+    p, y = probs.double().numpy(), labels.numpy()
+    runs = [calc_aurc(p[list(perm)], y[list(perm)]) for perm in itertools.permutations(range(7))]
+    expected = 1e3 * np.mean(runs, axis=0)
+    assert len({tuple(r) for r in runs}) > 1  # the official value does depend on the order
+    assert aurc(probs, labels) == pytest.approx(tuple(expected), rel=1e-12)
+
+
+@pytest.mark.parametrize(("n", "orders"), [(100, 400), (10_000, 200)])
+def test_aurc_with_many_ties_is_the_mean_of_the_official_code_over_sample_orders(n, orders):
+    probs, labels = _tied(n, seed=n)
+    mean, stderr = _aurc_over_sample_orders(probs, labels, orders)
+    assert np.all(stderr > 0)  # the official value depends on the order of the samples
+    got = np.array(aurc(probs, labels))
+    assert np.all(np.abs(got - mean) <= 5 * stderr + 1e-9), (got, mean, stderr)
+    # ties leave the ECE deterministic; every grid value 0.05 * i sits on or near a bin edge
+    ece = _official(probs, labels)[0]
+    assert expected_calibration_error(probs, labels).ece == pytest.approx(ece, rel=1e-9)
+
+
+def test_aurc_does_not_depend_on_the_order_of_the_samples():
+    probs, labels = _tied(3000)
+    perm = torch.randperm(3000, generator=torch.Generator().manual_seed(5))
+    assert aurc(probs[perm], labels[perm]) == pytest.approx(aurc(probs, labels), rel=1e-12)
 
 
 def test_aurc_extremes():
     labels = torch.tensor([0, 1, 0, 1])
     perfect = F.one_hot(labels, 2).float() * 0.9 + 0.05
-    assert aurc(perfect, labels) == (0.0, 0.0)
+    assert aurc(perfect, labels) == pytest.approx((0.0, 0.0), abs=1e-12)
     # right answers ranked last: risk 1, 1, 2/3, 1/2 over coverages -> mean 19/24
     probs = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.6, 0.4], [0.45, 0.55]])
     assert aurc(probs, labels)[0] == pytest.approx(1e3 * (1 + 1 + 2 / 3 + 1 / 2) / 4)
 
 
-def test_streaming_accumulator_equals_the_pure_functions():
-    probs, labels = _random_predictions(n=1500, k=12)
+def test_streaming_accumulator_with_logits_gives_the_official_validation_numbers():
+    logits, _, labels = _random_predictions(n=10_000, k=100, seed=3)
+    batches = list(zip(logits.split(128), labels.split(128), strict=True))
     metrics = ClassificationMetrics()
-    for part_p, part_l in zip(probs.split(128), labels.split(128), strict=True):
-        metrics.update(part_p, part_l)
+    for part_logits, part_labels in batches:
+        metrics.update(F.softmax(part_logits, 1), part_labels, logits=part_logits)
+    got = metrics.compute()
+    official = val(batches)
+    assert got["n"] == 10_000
+    assert got["top1_err"] == pytest.approx(100 - official["top1_acc"], abs=1e-4)  # float32 percentages
+    assert got["top5_err"] == pytest.approx(100 - official["top5_acc"], abs=1e-4)
+    assert got["nll"] == pytest.approx(official["loss"], rel=1e-6)
+    for key in ("ece", "aurc", "eaurc"):
+        assert got[key] == pytest.approx(official[key], rel=1e-9), key
+
+
+def test_streaming_accumulator_equals_the_pure_functions():
+    logits, probs, labels = _random_predictions(n=1500, k=12)
+    metrics = ClassificationMetrics()
+    for part_l, part_p, part_y in zip(logits.split(128), probs.split(128), labels.split(128), strict=True):
+        metrics.update(part_p, part_y, logits=part_l)
     got = metrics.compute()
     assert got["n"] == 1500
-    assert got["top1_err"] == pytest.approx(top_k_error(probs, labels, 1))
-    assert got["top5_err"] == pytest.approx(top_k_error(probs, labels, 5))
-    assert got["nll"] == pytest.approx(negative_log_likelihood(probs, labels))
+    assert got["top1_err"] == pytest.approx(top_k_error(logits, labels, 1))
+    assert got["top5_err"] == pytest.approx(top_k_error(logits, labels, 5))
+    assert got["nll"] == pytest.approx(negative_log_likelihood(probs, labels, logits=logits))
     assert got["ece"] == pytest.approx(expected_calibration_error(probs, labels).ece)
     assert (got["aurc"], got["eaurc"]) == pytest.approx(aurc(probs, labels))
-    assert got == classification_metrics(probs, labels)
+    # batches and one call sum the NLL in different orders: equal up to rounding, not bit for bit
+    whole = classification_metrics(probs, labels, logits=logits)
+    assert got.pop("calibration")["count"] == whole.pop("calibration")["count"]
+    assert got == pytest.approx(whole, rel=1e-12)
 
 
 def test_bad_shapes_and_empty_input_are_refused():
     with pytest.raises(ValueError, match="expected probs"):
         top_k_error(torch.rand(3, 2), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="expected logits"):
+        ClassificationMetrics().update(torch.rand(3, 2), torch.tensor([0, 1, 1]), logits=torch.rand(3, 4))
     with pytest.raises(ValueError, match="no samples"):
         ClassificationMetrics().compute()
     with pytest.raises(ValueError, match="bins"):
