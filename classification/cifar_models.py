@@ -1,8 +1,11 @@
 """The paper's larger CIFAR-100 models: ResNet-101, DenseNet-121 and ResNeXt-29 (8x64d).
 
 All take 32x32 inputs with a 3x3 stem and no max-pool, as in the CIFAR code that the PS-KD, CS-KD and
-TF-KD papers build on. Published parameter counts (100 classes): ResNet-101 42.7 M, DenseNet-121 7.0 M,
-ResNeXt-29 8x64d 34.5 M (Xie et al., CVPR 2017, Table 7: 34.4 M with 10 classes).
+TF-KD papers build on. ResNet-101 and DenseNet-121 follow the official PS-KD models/preact_resnet.py
+(``CIFAR_ResNet101_Bottle``) and models/densenet_cifar.py (``CIFAR_DenseNet121``) layer for layer, with
+PyTorch's default initialisation as there; ResNeXt-29 follows models/resnext.py, initialisation
+included. Published parameter counts (100 classes): ResNet-101 42.7 M, DenseNet-121 7.0 M, ResNeXt-29
+8x64d 34.5 M (Xie et al., CVPR 2017, Table 7: 34.4 M with 10 classes).
 """
 
 from __future__ import annotations
@@ -108,7 +111,14 @@ class ResNeXtBlock(nn.Module):
 
 
 class ResNeXt29(nn.Module):
-    """ResNeXt-29 for CIFAR: 3 stages of 3 blocks, widths 64 x cardinality doubling per stage."""
+    """ResNeXt-29 for CIFAR: 3 stages of 3 blocks, widths 64 x cardinality doubling per stage.
+
+    The topology is the official models/resnext.py ``CifarResNeXt(cardinality=8, depth=29, base_width=64,
+    widen_factor=4)``, and so is the initialisation (resnext.py lines 93-104), not PyTorch's defaults:
+    kaiming normal (fan_in, gain sqrt 2) on the classifier weight, kaiming normal with mode fan_out on
+    every conv weight (gain sqrt 2; fan_out = out_channels x 9 for the grouped 3x3 too, as torch computes
+    it from the weight's shape), BN weights 1 and every bias (BN and classifier) 0.
+    """
 
     def __init__(self, num_classes: int, in_channels: int = 3, cardinality: int = 8, width: int = 64) -> None:
         super().__init__()
@@ -121,6 +131,14 @@ class ResNeXt29(nn.Module):
                 in_planes = out
         self.blocks = nn.Sequential(*blocks)
         self.linear = nn.Linear(in_planes, num_classes)
+        nn.init.kaiming_normal_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1), 1))

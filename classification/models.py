@@ -1,7 +1,9 @@
 """Classification models, built by name from a registry.
 
-* ``preact_resnet18``: the paper's CIFAR ResNet-18, pre-activation blocks (He et al., ECCV 2016) with a
-  3x3 stem and no max-pool, as in the official PS-KD code.
+* ``preact_resnet18``: the paper's CIFAR ResNet-18 exactly as the official PS-KD code builds it
+  (models/preact_resnet.py, ``CIFAR_ResNet18_preActBasic``), which is not the textbook pre-activation
+  ResNet of He et al. (ECCV 2016): a 3x3 conv -> BN -> ReLU stem, the identity shortcut taken from
+  relu(bn1(x)) rather than from x, no final BN-ReLU before pooling, PyTorch's default initialisation.
 * ``resnet8`` / ``resnet20``: the small CIFAR ResNets of He et al. (CVPR 2016, Sec. 4.2; depth 6n+2),
   fast enough for 28-32 px demos and tests on a CPU.
 * ``resnet101``, ``densenet121``, ``resnext29_8x64d`` (classification/cifar_models.py) and
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch.nn.functional as F
@@ -31,11 +34,17 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
     return add
 
 
-def build_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
-    """The model ``name`` with a ``num_classes``-way classifier over ``in_channels``-channel images."""
+def build_model(name: str, num_classes: int, in_channels: int = 3, shakedrop_gate: str = "batch") -> nn.Module:
+    """The model ``name`` with a ``num_classes``-way classifier over ``in_channels``-channel images.
+
+    ``shakedrop_gate`` (``model.shakedrop_gate``) reaches the builders that take it, the ``*_shakedrop``
+    ones; the other models have no ShakeDrop and ignore it.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS[name](num_classes=num_classes, in_channels=in_channels)
+    builder = MODELS[name]
+    options = {"shakedrop_gate": shakedrop_gate} if "shakedrop_gate" in inspect.signature(builder).parameters else {}
+    return builder(num_classes=num_classes, in_channels=in_channels, **options)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -43,6 +52,12 @@ def count_parameters(model: nn.Module) -> int:
 
 
 class PreActBlock(nn.Module):
+    """``PreActBlock`` of the official models/preact_resnet.py (lines 98-121).
+
+    Both shortcuts start from relu(bn1(x)): the identity one too (the official ``self.shortcut`` is an
+    empty ``nn.Sequential`` applied to ``out``), so BN and ReLU also act on the path that skips the block.
+    """
+
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
@@ -51,28 +66,34 @@ class PreActBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.shortcut = None
+        self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False))
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(x))
-        shortcut = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv1(out)
-        out = self.conv2(F.relu(self.bn2(out)))
+        shortcut = self.shortcut(out)
+        out = self.conv2(F.relu(self.bn2(self.conv1(out))))
         return out + shortcut
 
 
 class PreActResNet(nn.Module):
+    """``CIFAR_ResNet`` of the official models/preact_resnet.py (lines 228-262) with ``PreActBlock``.
+
+    Parameter and buffer names are the official ones, so an official state_dict loads as it is. The
+    official ``F.avg_pool2d(out, 4)`` is a global average over the 4x4 map of a 32x32 input; the adaptive
+    pool here is that same average there and also accepts other input sizes (28x28 Fashion-MNIST).
+    """
+
     def __init__(self, blocks: list[int], num_classes: int, in_channels: int = 3) -> None:
         super().__init__()
         self.in_planes = 64
         self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
         self.layer1 = self._stage(64, blocks[0], 1)
         self.layer2 = self._stage(128, blocks[1], 2)
         self.layer3 = self._stage(256, blocks[2], 2)
         self.layer4 = self._stage(512, blocks[3], 2)
-        self.bn = nn.BatchNorm2d(512)
         self.linear = nn.Linear(512, num_classes)
 
     def _stage(self, planes: int, n: int, stride: int) -> nn.Sequential:
@@ -83,9 +104,9 @@ class PreActResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
-        out = F.adaptive_avg_pool2d(F.relu(self.bn(out)), 1).flatten(1)
-        return self.linear(out)
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
 @register_model("preact_resnet18")
@@ -179,10 +200,10 @@ def pyramidnet200(num_classes: int, in_channels: int = 3) -> nn.Module:
 
 
 @register_model("pyramidnet200_shakedrop")
-def pyramidnet200_shakedrop(num_classes: int, in_channels: int = 3) -> nn.Module:
+def pyramidnet200_shakedrop(num_classes: int, in_channels: int = 3, shakedrop_gate: str = "batch") -> nn.Module:
     from classification.pyramidnet import PyramidNet
 
-    return PyramidNet(200, 240, num_classes, in_channels, shakedrop=True)
+    return PyramidNet(200, 240, num_classes, in_channels, shakedrop=True, shakedrop_gate=shakedrop_gate)
 
 
 @register_model("pyramidnet20")
@@ -193,7 +214,7 @@ def pyramidnet20(num_classes: int, in_channels: int = 3) -> nn.Module:
 
 
 @register_model("pyramidnet20_shakedrop")
-def pyramidnet20_shakedrop(num_classes: int, in_channels: int = 3) -> nn.Module:
+def pyramidnet20_shakedrop(num_classes: int, in_channels: int = 3, shakedrop_gate: str = "batch") -> nn.Module:
     from classification.pyramidnet import PyramidNet
 
-    return PyramidNet(20, 48, num_classes, in_channels, shakedrop=True)
+    return PyramidNet(20, 48, num_classes, in_channels, shakedrop=True, shakedrop_gate=shakedrop_gate)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from classification.config import ConfigError, load_config
 from classification.models import build_model, count_parameters
 from classification.regularizers import CutMix, Cutout, MixInfo, cutmix_box
 from classification.shakedrop import ShakeDrop, survival_probabilities
@@ -32,10 +33,17 @@ def test_shakedrop_survival_probabilities_decay_linearly_to_p_last():
     assert p == pytest.approx([0.875, 0.75, 0.625, 0.5])
 
 
-def test_shakedrop_forward_backward_statistics():
+def test_shakedrop_survival_probabilities_are_the_official_ones():
+    # official pyramid_shake_drop.py line 135 gives p_drop; PyramidNet-200 has L = 3 * 22 blocks
+    blocks = 66
+    p_drop = [1. - (1.0 - (0.5 / blocks) * (i + 1)) for i in range(blocks)]
+    assert survival_probabilities(blocks, 0.5) == pytest.approx([1 - p for p in p_drop])
+
+
+def test_shakedrop_sample_gate_forward_backward_statistics():
     torch.manual_seed(0)
     n, p = 20000, 0.6
-    layer = ShakeDrop(p)
+    layer = ShakeDrop(p, gate="sample")
     x = torch.ones(n, 1, 2, 2, requires_grad=True)
     out = layer(x)
     factor = out[:, 0, 0, 0].detach()
@@ -51,6 +59,70 @@ def test_shakedrop_forward_backward_statistics():
     assert grad[~kept].mean().item() == pytest.approx(0.5, abs=0.02)
     layer.eval()
     torch.testing.assert_close(layer(torch.ones(3, 2)), torch.full((3, 2), p))
+
+
+def test_shakedrop_batch_gate_keeps_or_perturbs_the_whole_batch():
+    # official models/shakedrop/shakedrop.py: one b_l per forward call (line 14); alpha (line 17) and
+    # beta (line 29) one per sample when b_l = 0; the gradient passes unchanged when b_l = 1.
+    torch.manual_seed(1)
+    p, calls, batch = 0.6, 3000, 16
+    layer = ShakeDrop(p)
+    assert layer.gate == "batch"
+    kept_calls = 0
+    for _ in range(calls):
+        x = torch.ones(batch, 3, 2, 2, requires_grad=True)
+        out = layer(x)
+        factor = out.detach()
+        assert torch.all(factor == factor[:, :1, :1, :1])  # one factor per sample, over channels and pixels
+        factor = factor[:, 0, 0, 0]
+        out.sum().backward()
+        grad = x.grad[:, 0, 0, 0]
+        if torch.all(factor == 1.0):
+            kept_calls += 1
+            assert torch.all(grad == 1.0)
+        else:
+            assert torch.all(factor < 1.0) and factor.min() >= -1  # every sample perturbed: alpha in [-1, 1)
+            assert factor.unique().numel() > 1  # ... each by its own alpha
+            assert torch.all((grad >= 0) & (grad < 1)) and grad.unique().numel() > 1  # ... and its own beta
+    assert kept_calls / calls == pytest.approx(p, abs=0.03)  # P(b_l = 1) = p_l
+
+
+def test_shakedrop_sample_gate_mixes_kept_and_perturbed_samples_in_one_batch():
+    torch.manual_seed(2)
+    factor = ShakeDrop(0.5, gate="sample")(torch.ones(512, 1))[:, 0]
+    kept = factor == 1.0
+    assert 0.4 < kept.float().mean().item() < 0.6
+
+
+@pytest.mark.parametrize("gate", ["batch", "sample"])
+def test_model_shakedrop_gate_reaches_every_block_of_the_model(gate):
+    torch.manual_seed(3)
+    model = build_model("pyramidnet20_shakedrop", num_classes=10, shakedrop_gate=gate).train()
+    layers = [m for m in model.modules() if isinstance(m, ShakeDrop)]
+    assert [m.gate for m in layers] == [gate] * 6
+    assert [m.p_survive for m in layers] == pytest.approx(survival_probabilities(6, 0.5))
+    seen = []
+    for layer in layers:
+        layer.register_forward_hook(lambda _, args, out: seen.append((args[0].flatten(1), out.flatten(1))))
+    with torch.no_grad():
+        for _ in range(5):
+            model(torch.randn(64, 3, 16, 16))
+    mixed = 0
+    for branch, out in seen:
+        largest = branch.abs().argmax(dim=1, keepdim=True)
+        factor = out.gather(1, largest) / branch.gather(1, largest)
+        torch.testing.assert_close(out, branch * factor, rtol=1e-4, atol=1e-5)  # one factor per sample
+        kept = torch.isclose(factor[:, 0], torch.ones(()))
+        mixed += bool(kept.any() and not kept.all())
+    assert (mixed == 0) if gate == "batch" else (mixed > 0)
+
+
+def test_shakedrop_gate_config_defaults_to_the_official_batch_gate():
+    assert load_config("cifar100_preact_resnet18").model.shakedrop_gate == "batch"
+    with pytest.raises(ConfigError, match=r"model\.shakedrop_gate must be one of batch, sample"):
+        load_config("cifar100_preact_resnet18", ["model.shakedrop_gate=pixel"])
+    with pytest.raises(ValueError, match=r"model\.shakedrop_gate"):
+        ShakeDrop(0.5, gate="pixel")
 
 
 def test_cutmix_box_has_the_drawn_area_when_not_clipped():
