@@ -18,9 +18,18 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+# The official loaders' CIFAR-100 statistics (PS-KD loader/custom_dataloader.py, CS-KD datasets.py): the
+# widely copied CIFAR-10 values rather than CIFAR-100's own, but the paper's numbers were trained with them.
+CIFAR100_MEAN, CIFAR100_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)
+# AlexNet-style PCA lighting noise of the official ImageNet loader (PS-KD loader/custom_dataloader.py):
+# eigenvalues and eigenvectors (columns) of the RGB covariance of ImageNet pixels in [0, 1].
+IMAGENET_PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
+                       (-0.5808, -0.0045, -0.8140),
+                       (-0.5836, -0.6948, 0.4203))
+IMAGENET_TRANSFORMS = ("official", "supplement")
 
 
 class DatasetNotFound(FileNotFoundError):
@@ -75,14 +84,22 @@ def _subset(dataset: Dataset, size: int | None, seed: int = 0) -> Dataset:
     return torch.utils.data.Subset(dataset, keep.tolist())
 
 
-def cifar100(root: str, download: bool = False) -> DataSplits:
-    """CIFAR-100 (supplement A.3): train random crop 32 with padding 4 + flip; test normalisation only."""
-    from torchvision import datasets, transforms
+def cifar100_transforms() -> tuple[Callable, Callable]:
+    """The (train, test) transforms of CIFAR-100 (supplement A.3; official PS-KD loader/custom_dataloader.py):
+    train random crop 32 with padding 4 + flip; test normalisation only; the official mean and std."""
+    from torchvision import transforms
 
     normalize = transforms.Normalize(CIFAR100_MEAN, CIFAR100_STD)
     train_tf = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
                                    transforms.ToTensor(), normalize])
-    test_tf = transforms.Compose([transforms.ToTensor(), normalize])
+    return train_tf, transforms.Compose([transforms.ToTensor(), normalize])
+
+
+def cifar100(root: str, download: bool = False) -> DataSplits:
+    """CIFAR-100 with :func:`cifar100_transforms`."""
+    from torchvision import datasets
+
+    train_tf, test_tf = cifar100_transforms()
     try:
         train = datasets.CIFAR100(root, train=True, transform=train_tf, download=download)
         test = datasets.CIFAR100(root, train=False, transform=test_tf, download=download)
@@ -95,6 +112,93 @@ def cifar100(root: str, download: bool = False) -> DataSplits:
     return DataSplits(train, test, 100, 3)
 
 
+class Lighting:
+    """AlexNet-style PCA lighting noise (Krizhevsky et al., NeurIPS 2012, Sec. 4.1) on an RGB tensor.
+
+    Transcribes ``Lighting`` of the official PS-KD code (utils/custom_transform.py, from
+    eladhoffer/convNet.pytorch): draw alpha ~ N(0, alphastd) for each principal component and add
+    ``sum_j eigvec[:, j] * alpha_j * eigval_j`` to every pixel; the result is not clamped.
+    """
+
+    def __init__(self, alphastd: float, eigval: tuple[float, ...] = IMAGENET_PCA_EIGVAL,
+                 eigvec: tuple[tuple[float, ...], ...] = IMAGENET_PCA_EIGVEC) -> None:
+        self.alphastd = alphastd
+        self.eigval, self.eigvec = torch.tensor(eigval), torch.tensor(eigvec)
+
+    def __call__(self, img: Tensor) -> Tensor:
+        if self.alphastd == 0:
+            return img
+        alpha = img.new_empty(3).normal_(0, self.alphastd)
+        rgb = (self.eigvec.to(img) * (alpha * self.eigval.to(img)).view(1, 3)).sum(1)
+        return img + rgb.view(3, 1, 1)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(alphastd={self.alphastd})"
+
+
+class TensorColorJitter:
+    """Brightness, contrast and saturation jitter of an RGB tensor in [0, 1], in random order, unclamped.
+
+    Transcribes ``ColorJitter`` of the official PS-KD code (utils/custom_transform.py): each part blends the
+    image towards black, towards its mean grey level, or towards its greyscale (0.299 R + 0.587 G +
+    0.114 B) by ``alpha ~ U(-var, var)``, i.e. scales it by 1 - alpha about that point. torchvision's
+    ColorJitter draws the same factors but clamps every result to [0, 1], which the official one does
+    not. Draws from torch's generator (the official code uses Python's ``random``).
+    """
+
+    def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4) -> None:
+        self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
+
+    @staticmethod
+    def _black(img: Tensor) -> Tensor:
+        return torch.zeros_like(img)
+
+    @staticmethod
+    def _grey(img: Tensor) -> Tensor:
+        return (0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]).expand_as(img)
+
+    @classmethod
+    def _mean_grey(cls, img: Tensor) -> Tensor:
+        return cls._grey(img).mean().expand_as(img)
+
+    def __call__(self, img: Tensor) -> Tensor:
+        parts = [(var, towards) for var, towards in ((self.brightness, self._black), (self.contrast, self._mean_grey),
+                                                     (self.saturation, self._grey)) if var != 0]
+        for i in torch.randperm(len(parts)).tolist():
+            var, towards = parts[i]
+            alpha = float(torch.empty(()).uniform_(-var, var))
+            img = torch.lerp(img, towards(img), alpha)
+        return img
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(brightness={self.brightness}, contrast={self.contrast}, "
+                f"saturation={self.saturation})")
+
+
+def imagenet_transforms(kind: str = "official") -> tuple[Callable, Callable]:
+    """The (train, validation) transforms of ImageNet.
+
+    ``official`` (PS-KD loader/custom_dataloader.py, the code behind the paper's numbers): train
+    RandomResizedCrop 224 + flip, then colour jitter 0.4 and lighting noise 0.1 on the tensor;
+    validation resizes the shorter side to 256 and centre-crops 224. ``supplement`` (the text of
+    supplement A.3): resize to 256 x 256, random crop 224 + flip; validation 256 x 256, centre crop 224.
+    """
+    from torchvision import transforms
+
+    normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    if kind == "official":
+        train = [transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+                 TensorColorJitter(0.4, 0.4, 0.4), Lighting(0.1), normalize]
+        test = [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), normalize]
+    elif kind == "supplement":
+        train = [transforms.Resize((256, 256)), transforms.RandomCrop(224), transforms.RandomHorizontalFlip(),
+                 transforms.ToTensor(), normalize]
+        test = [transforms.Resize((256, 256)), transforms.CenterCrop(224), transforms.ToTensor(), normalize]
+    else:
+        raise ValueError(f"data.imagenet_transform={kind!r} is not known; choose {' or '.join(IMAGENET_TRANSFORMS)}")
+    return transforms.Compose(train), transforms.Compose(test)
+
+
 def _checked_loader(path: str):
     from torchvision.datasets.folder import default_loader
 
@@ -104,15 +208,11 @@ def _checked_loader(path: str):
         raise RuntimeError(f"cannot read image {path}: {err}. Replace or remove this file.") from err
 
 
-def imagenet(root: str) -> DataSplits:
-    """ImageNet as ``root/train/<class>/*`` and ``root/val/<class>/*`` (supplement A.3 transforms)."""
-    from torchvision import datasets, transforms
+def imagenet(root: str, transform: str = "official") -> DataSplits:
+    """ImageNet as ``root/train/<class>/*`` and ``root/val/<class>/*``, with :func:`imagenet_transforms`."""
+    from torchvision import datasets
 
-    normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
-    train_tf = transforms.Compose([transforms.Resize((256, 256)), transforms.RandomCrop(224),
-                                   transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize])
-    test_tf = transforms.Compose([transforms.Resize((256, 256)), transforms.CenterCrop(224),
-                                  transforms.ToTensor(), normalize])
+    train_tf, test_tf = imagenet_transforms(transform)
     splits = {}
     for split, tf in (("train", train_tf), ("val", test_tf)):
         folder = Path(root) / split
@@ -214,13 +314,14 @@ def _append_train_transform(dataset: Dataset, transform: Callable) -> None:
 
 def build_datasets(name: str, root: str, download: bool = False, train_size: int | None = None,
                    test_size: int | None = None, num_classes: int | None = None,
-                   image_size: int | None = None, cutout: int | None = None) -> DataSplits:
+                   image_size: int | None = None, cutout: int | None = None,
+                   imagenet_transform: str = "official") -> DataSplits:
     """The train and test sets of ``name``, each yielding ``(image, target, index)``; ``cutout`` appends
-    Cutout of that size to the training transform."""
+    Cutout of that size to the training transform; ``imagenet_transform`` as in :func:`imagenet_transforms`."""
     if name == "cifar100":
         splits = cifar100(root, download)
     elif name == "imagenet":
-        splits = imagenet(root)
+        splits = imagenet(root, imagenet_transform)
     elif name == "fashion_mnist":
         splits = fashion_mnist(root, download, train_size, test_size)
     elif name == "synthetic":

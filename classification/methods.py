@@ -22,14 +22,13 @@ from torch.utils.data import Dataset, Sampler
 from classification.regularizers import MixInfo
 from common import (
     PSKD,
-    FixedAlpha,
-    LinearAlpha,
     PredictionStore,
     SnapshotTeacher,
     TFKDRegLoss,
     TFKDSelfLoss,
     kd_kl,
     label_smoothing_targets,
+    make_schedule,
     one_hot,
     soft_target_cross_entropy,
 )
@@ -131,7 +130,7 @@ class ProgressiveSelfKD(Method):
 
     def __init__(self, ctx: MethodContext, alpha_T: float, schedule: str = "linear", past: str = "store",
                  store_dtype: str = "float32", store_device: str = "cpu", store_sharing: str = "replicated") -> None:
-        alpha = LinearAlpha(alpha_T, ctx.epochs) if schedule == "linear" else FixedAlpha(alpha_T)
+        alpha = make_schedule(schedule, alpha_T, ctx.epochs)
         if past == "store":
             device = ctx.device if store_device == "model" else torch.device(store_device)
             provider = PredictionStore(ctx.num_samples, ctx.num_classes, store_dtype, device, store_sharing)
@@ -250,7 +249,11 @@ class ClassWiseSelfKD(Method):
 
 class TeacherFreeSelf(Method):
     """TF-KD self-training (Yuan et al., CVPR 2020): a first-stage model of the same architecture, trained
-    by this suite, is the teacher: (1 - alpha) CE + alpha tau^2 KL at temperature tau (common.TFKDSelfLoss)."""
+    by this suite, is the teacher: (1 - alpha) CE + alpha tau^2 KL at temperature tau (common.TFKDSelfLoss).
+
+    ``multiplier=None`` is the batch-mean KL of their Eq. 8 (``method.form=paper``); a number is their
+    code's element-mean ``nn.KLDivLoss()`` times it (``form=reference``, my_loss_function.py loss_kd_self).
+    """
 
     def __init__(self, ctx: MethodContext, checkpoint: str, tau: float, alpha: float,
                  multiplier: float | None) -> None:
@@ -321,14 +324,21 @@ def _cs_kd(ctx: MethodContext, cfg: Any, seed: int) -> Method:
     return ClassWiseSelfKD(cfg.tau, cfg.lambda_cls, seed)
 
 
+def _reference_multiplier(cfg: Any) -> float:
+    """``method.multiplier`` of Yuan et al.'s code form; 1.0 when unset ("1.0 in most of cases",
+    my_loss_function.py line 27)."""
+    return 1.0 if cfg.multiplier is None else float(cfg.multiplier)
+
+
 @register_method("tf_kd_self")
 def _tf_kd_self(ctx: MethodContext, cfg: Any, seed: int) -> Method:
-    return TeacherFreeSelf(ctx, cfg.teacher_checkpoint, cfg.tau, cfg.alpha, cfg.multiplier)
+    multiplier = _reference_multiplier(cfg) if cfg.form == "reference" else None
+    return TeacherFreeSelf(ctx, cfg.teacher_checkpoint, cfg.tau, cfg.alpha, multiplier)
 
 
 @register_method("tf_kd_reg")
 def _tf_kd_reg(ctx: MethodContext, cfg: Any, seed: int) -> Method:
-    return TeacherFreeReg(cfg.tau, cfg.alpha, cfg.a, cfg.form, cfg.multiplier or 1.0)
+    return TeacherFreeReg(cfg.tau, cfg.alpha, cfg.a, cfg.form, _reference_multiplier(cfg))
 
 
 def build_method(cfg: Any, ctx: MethodContext, seed: int = 0) -> Method:

@@ -1,7 +1,8 @@
 """Run records: one JSON file per run, the only input of every table and figure.
 
 A record holds the run's config, seed, git commit, host and device, the metrics of every epoch, the
-final metrics and the wall time. ``labels`` name the row the run belongs to (for example
+final metrics (those of the last epoch), optionally the best epoch with its metrics (:meth:`RunRecord.mark_best`)
+and the wall time. ``labels`` name the row the run belongs to (for example
 ``{"dataset": "cifar100", "model": "preact_resnet18", "method": "ps_kd"}``) and ``reference`` points at
 the paper's number for that row in ``common/reference/paper_tables.yaml``.
 """
@@ -84,6 +85,22 @@ class RunRecord:
 
     def add_epoch(self, epoch: int, **metrics: Any) -> None:
         self.data["epochs"].append({"epoch": epoch, **metrics})
+
+    def mark_best(self, key: str, prefix: str = "") -> dict[str, Any] | None:
+        """Set ``data["best"]`` to ``{"epoch", "by", "metrics"}`` of the epoch so far with the lowest
+        ``prefix + key``, its metrics being that epoch's ``prefix``-ed values without the prefix.
+
+        Ties go to the earliest epoch, as in the official PS-KD main.py, which replaces checkpoint_best.pth
+        only when ``acc > best_acc`` (line 366). Derived from the epoch list, so a resumed run needs nothing
+        more than its restored epochs. Returns the entry, or None while no epoch has the key.
+        """
+        scored = [e for e in self.data["epochs"] if e.get(prefix + key) is not None]
+        if not scored:
+            return None
+        best = min(scored, key=lambda e: e[prefix + key])
+        metrics = {k[len(prefix):]: v for k, v in best.items() if k.startswith(prefix)}
+        self.data["best"] = {"epoch": best["epoch"], "by": key, "metrics": metrics}
+        return self.data["best"]
 
     def finish(self, final: dict[str, Any]) -> None:
         self.data["final"] = final

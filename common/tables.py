@@ -1,4 +1,9 @@
-"""Tables built from run records: mean ± std over seeds, the paper's value and our difference to it."""
+"""Tables built from run records: mean ± std over seeds, the paper's value and our difference to it.
+
+Cells hold each record's ``final`` metrics (the last epoch). Where records also hold a ``best`` epoch
+(classification: the epoch of lowest top-1 error, :meth:`common.records.RunRecord.mark_best`), the CSV
+adds its metrics (``best_<metric>_mean`` / ``_std``) and the epochs (``best_epoch``, one per seed).
+"""
 
 from __future__ import annotations
 
@@ -44,11 +49,14 @@ class Row:
     labels: dict[str, str]
     seeds: list[Any]
     cells: dict[str, Cell] = field(default_factory=dict)
+    best: dict[str, Cell] = field(default_factory=dict)
+    best_epochs: list[int] = field(default_factory=list)
 
 
 def build_rows(records: Sequence[dict[str, Any]], group_by: Sequence[str],
                columns: Sequence[str] = CLASSIFICATION_COLUMNS) -> list[Row]:
-    """One row per distinct ``labels[group_by]``, in order of first appearance; values from ``final``."""
+    """One row per distinct ``labels[group_by]``, in order of first appearance; values from ``final``,
+    and from ``best`` where a record has one."""
     rows: dict[tuple[str, ...], Row] = {}
     for record in records:
         labels = record.get("labels", {})
@@ -67,6 +75,13 @@ def build_rows(records: Sequence[dict[str, Any]], group_by: Sequence[str],
                 cell.values.append(float(value))
             if column in paper:
                 cell.paper = paper[column]
+        best = record.get("best")
+        if best:
+            row.best_epochs.append(int(best["epoch"]))
+            for column in columns:
+                value = best["metrics"].get(column)
+                if value is not None:
+                    row.best.setdefault(column, Cell(values=[])).values.append(float(value))
     return list(rows.values())
 
 
@@ -100,25 +115,39 @@ def to_markdown(rows: Sequence[Row], columns: Sequence[str] = CLASSIFICATION_COL
 
 
 def to_csv(rows: Sequence[Row], columns: Sequence[str] = CLASSIFICATION_COLUMNS) -> str:
-    """CSV with full precision: per metric ``_mean``, ``_std``, ``_paper`` and ``_delta`` columns."""
+    """CSV with full precision: per metric ``_mean``, ``_std``, ``_paper`` and ``_delta`` columns (last
+    epoch); when any record has a best epoch, ``best_epoch`` (seeds joined by ``;``) and per metric
+    ``best_<metric>_mean`` and ``_std``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     label_keys = list(rows[0].labels) if rows else []
-    writer.writerow([*label_keys, "n_seeds", *(f"{c}_{s}" for c in columns for s in ("mean", "std", "paper", "delta"))])
+    with_best = any(row.best_epochs for row in rows)
+    header = [*label_keys, "n_seeds", *(f"{c}_{s}" for c in columns for s in ("mean", "std", "paper", "delta"))]
+    if with_best:
+        header += ["best_epoch", *(f"best_{c}_{s}" for c in columns for s in ("mean", "std"))]
+    writer.writerow(header)
     for row in rows:
         values: list[Any] = [row.labels[k] for k in label_keys] + [len(row.seeds)]
         for c in columns:
             cell = row.cells[c]
             values += ["" if v is None else v for v in (cell.mean, cell.std, cell.paper, cell.delta)]
+        if with_best:
+            values.append(";".join(str(e) for e in row.best_epochs))
+            for c in columns:
+                cell = row.best.get(c)
+                values += ["", ""] if cell is None else [cell.mean, "" if cell.std is None else cell.std]
         writer.writerow(values)
     return buffer.getvalue()
 
 
 def write_table(records: Sequence[dict[str, Any]], out_stem: str | os.PathLike, group_by: Sequence[str],
-                columns: Sequence[str] = CLASSIFICATION_COLUMNS, title: str | None = None) -> tuple[Path, Path]:
-    """Write ``<out_stem>.md`` and ``<out_stem>.csv`` for ``records``; return both paths."""
+                columns: Sequence[str] = CLASSIFICATION_COLUMNS, title: str | None = None,
+                caption: str | None = None) -> tuple[Path, Path]:
+    """Write ``<out_stem>.md`` (``title``, then ``caption``, then the table) and ``<out_stem>.csv`` for
+    ``records``; return both paths."""
     rows = build_rows(records, group_by, columns)
     stem = Path(out_stem)
-    markdown = (f"### {title}\n\n" if title else "") + to_markdown(rows, columns)
+    heading = (f"### {title}\n\n" if title else "") + (f"{caption}\n\n" if caption else "")
+    markdown = heading + to_markdown(rows, columns)
     return (atomic_write_text(stem.with_suffix(".md"), markdown),
             atomic_write_text(stem.with_suffix(".csv"), to_csv(rows, columns)))

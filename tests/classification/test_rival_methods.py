@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
+from classification.config import load_config
 from classification.data import build_datasets
-from classification.methods import ClassWiseSelfKD, PairBatchSampler, dataset_targets
-from classification.trainer import CHECKPOINT, RECORD, train
+from classification.methods import ClassWiseSelfKD, MethodContext, PairBatchSampler, build_method, dataset_targets
+from classification.trainer import CHECKPOINT, RECORD, Trainer, train
 from common import one_hot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,8 +59,6 @@ def teachers(tmp_path_factory):
 
 
 def _cfg(root, method, regularizer, model_name="resnet8", teacher=None):
-    from classification.config import load_config
-
     extra = {"model.name": model_name}
     if regularizer in ("cutout",):
         extra["regularizer.cutout"] = 4
@@ -107,3 +106,77 @@ def test_ps_kd_with_cutmix_mixes_the_softened_targets(tiny_config):
     got = method.targets(labels, ids, torch.zeros(3, 3, 8, 8), 4, mix)
     soft = (1 - 0.8) * one_hot(labels, 4) + 0.8 * past
     torch.testing.assert_close(got, 0.3 * soft + 0.7 * soft[mix.perm])
+
+
+# Yuan et al.'s TF-KD self settings (yuanli2333/Teacher-free-Knowledge-Distillation,
+# experiments/kd_experiments/*_self_teacher/params.json: alpha, temperature, multiplier); ResNet-101 and
+# PyramidNet: supplement A.4's tau 20, alpha 0.95, with the multiplier 1.0 of that repository's runs at
+# those values (mobilenet_self_teacher, shufflenet_self_teacher).
+YUAN_SELF = {"preact_resnet18": (0.95, 6, 50), "densenet121": (0.9, 20, 50), "resnext29_8x64d": (0.9, 20, 100),
+             "resnet101": (0.95, 20, 1.0), "pyramidnet200": (0.95, 20, 1.0)}
+
+
+@pytest.mark.parametrize("model", sorted(YUAN_SELF))
+def test_tf_kd_self_configs_share_yuans_code_convention(model):
+    method = load_config([f"cifar100_{model}", f"methods/tf_kd_self_{model}"]).method
+    assert (method.name, method.form) == ("tf_kd_self", "reference")
+    assert (method.alpha, method.tau, method.multiplier) == pytest.approx(YUAN_SELF[model])
+
+
+def test_tf_kd_reg_configs_cifar_from_yuans_code_imagenet_from_table_s2():
+    cifar = load_config(["cifar100_preact_resnet18", "methods/tf_kd_reg"]).method
+    # my_loss_function.py correct_prob 0.99; base_resnet18/params.json reg_temperature 20, reg_alpha 0.1, x100
+    assert (cifar.form, cifar.a, cifar.tau, cifar.alpha, cifar.multiplier) == ("reference", 0.99, 20, 0.1, 100)
+    imagenet = load_config(["imagenet_resnet152", "methods/tf_kd_reg_imagenet"]).method
+    assert (imagenet.form, imagenet.alpha, imagenet.tau, imagenet.a) == ("paper", 0.1, 40, 0.95)  # Table S2, best row
+
+
+def _yuan_kd_self(outputs, labels, teacher_outputs, alpha, T, multiplier):
+    """my_loss_function.py loss_kd_self; nn.KLDivLoss() of that time averaged over every element."""
+    kl = torch.nn.KLDivLoss(reduction="mean")(F.log_softmax(outputs / T, dim=1), F.softmax(teacher_outputs / T, dim=1))
+    return (1.0 - alpha) * F.cross_entropy(outputs, labels) + alpha * kl * (T * T) * multiplier
+
+
+def _yuan_kd_regularization(outputs, labels, alpha, T, multiplier, correct_prob):
+    """my_loss_function.py loss_kd_regularization (correct_prob is 0.99 there)."""
+    K = outputs.size(1)
+    teacher_soft = torch.ones_like(outputs) * (1 - correct_prob) / (K - 1)
+    for i in range(outputs.shape[0]):
+        teacher_soft[i, labels[i]] = correct_prob
+    kl = torch.nn.KLDivLoss(reduction="mean")(F.log_softmax(outputs, dim=1), F.softmax(teacher_soft / T, dim=1))
+    return (1.0 - alpha) * F.cross_entropy(outputs, labels) + alpha * kl * multiplier
+
+
+def _loss(method, logits, labels, images):
+    """The method's default step loss for given logits: ce_weight * CE + extra_loss."""
+    extra = method.extra_loss(logits, labels, images, None)
+    return method.ce_weight * F.cross_entropy(logits, labels) + extra
+
+
+@pytest.mark.filterwarnings("ignore:reduction. .mean. divides:UserWarning")  # Yuan's reduction
+@pytest.mark.parametrize("form", ["reference", "paper"])
+def test_tf_kd_self_form_selects_yuans_code_or_the_equation(tmp_path, teachers, form):
+    cfg = _cfg(tmp_path, "tf_kd_self", "none", teacher=teachers("resnet8"))
+    cfg.method.form, cfg.method.alpha, cfg.method.tau, cfg.method.multiplier = form, 0.95, 20.0, 50.0
+    method = Trainer(cfg).method
+    torch.manual_seed(0)
+    images, labels = torch.randn(5, 3, 8, 8), torch.tensor([0, 1, 2, 3, 0])
+    logits = torch.randn(5, 4) * 3
+    teacher_logits = method.teacher(images)
+    if form == "reference":
+        expected = _yuan_kd_self(logits, labels, teacher_logits, 0.95, 20.0, 50.0)
+    else:  # Eq. 8: batch-mean KL, the multiplier unused
+        kl = F.kl_div(F.log_softmax(logits / 20, 1), F.softmax(teacher_logits / 20, 1), reduction="sum") / 5
+        expected = 0.05 * F.cross_entropy(logits, labels) + 0.95 * 400 * kl
+    assert _loss(method, logits, labels, images).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:reduction. .mean. divides:UserWarning")  # Yuan's reduction
+def test_tf_kd_reg_cifar_config_is_yuans_loss():
+    cfg = load_config(["cifar100_preact_resnet18", "methods/tf_kd_reg"]).method
+    method = build_method(cfg, MethodContext(10, 100, 1, torch.device("cpu")))
+    torch.manual_seed(0)
+    logits, labels = torch.randn(6, 100) * 2, torch.tensor([3, 97, 0, 50, 3, 12])
+    expected = _yuan_kd_regularization(logits, labels, 0.1, 20.0, 100.0, 0.99)
+    got = _loss(method, logits, labels, None)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -18,6 +18,13 @@ def test_short_training_per_method_learns_and_writes_record_checkpoint_predictio
     assert [e["epoch"] for e in record["epochs"]] == [0, 1, 2]
     assert record["final"]["top1_err"] == final["top1_err"] and record["labels"]["method"] == method
     assert all(math.isfinite(record["final"][k]) for k in ("top5_err", "nll", "ece", "aurc"))
+    # best = the first epoch of lowest validation top-1 error (official main.py: `if acc > best_acc`)
+    errors = [e["val_top1_err"] for e in record["epochs"]]
+    best_epoch = errors.index(min(errors))
+    assert record["best"]["epoch"] == best_epoch and record["best"]["by"] == "top1_err"
+    history = record["epochs"][best_epoch]
+    assert record["best"]["metrics"] == {k[len("val_"):]: v for k, v in history.items() if k.startswith("val_")}
+    assert record["final"]["nll"] == record["epochs"][-1]["val_nll"]
     state = torch.load(cfg.run_dir / CHECKPOINT, weights_only=True)
     assert state["epoch"] == 2
     predictions = torch.load(cfg.run_dir / PREDICTIONS, weights_only=True)

@@ -72,6 +72,37 @@ def test_table_mean_std_over_seeds_with_paper_and_delta(tmp_path):
     assert md.read_text().startswith("### Demo") and csv_path.exists()
 
 
+def test_best_epoch_is_the_first_lowest_with_its_prefixed_metrics():
+    record = RunRecord(name="r", config={}, seed=0)
+    assert record.mark_best("top1_err", prefix="val_") is None and "best" not in record.data
+    for epoch, (err, nll) in enumerate([(30.0, 1.2), (25.0, 1.0), (27.0, 0.9), (25.0, 0.8), (26.0, 0.7)]):
+        record.add_epoch(epoch, train_loss=1.0, val_top1_err=err, val_nll=nll)
+        record.mark_best("top1_err", prefix="val_")
+    assert record.data["best"] == {"epoch": 1, "by": "top1_err", "metrics": {"top1_err": 25.0, "nll": 1.0}}
+
+
+def test_tables_say_last_epoch_and_csv_keeps_the_best_epochs(tmp_path):
+    for seed, (last, best, epoch) in enumerate([(21.0, 20.0, 7), (23.0, 21.0, 9)]):
+        record = RunRecord(name="r", config={}, seed=seed, labels={"method": "ps_kd"})
+        record.add_epoch(epoch, val_top1_err=best)
+        record.add_epoch(epoch + 1, val_top1_err=last)
+        record.mark_best("top1_err", prefix="val_")
+        record.finish({"top1_err": last})
+        record.write(tmp_path / f"{seed}.record.json")
+    md, csv_path = write_table(load_records(tmp_path), tmp_path / "t", ["method"], columns=("top1_err",),
+                               caption="Metrics of the last epoch.")
+    assert "Metrics of the last epoch.\n\n| method |" in md.read_text() and "| 22.00 ± 1.41 |" in md.read_text()
+    (row,) = csv.DictReader(io.StringIO(csv_path.read_text()))
+    assert row["best_epoch"] == "7;9" and float(row["top1_err_mean"]) == pytest.approx(22.0)
+    assert float(row["best_top1_err_mean"]) == pytest.approx(20.5)
+    assert float(row["best_top1_err_std"]) == pytest.approx(0.5**0.5)
+
+
+def test_csv_has_no_best_columns_without_best_epochs(tmp_path):
+    _write_run(tmp_path, "ls", 1, 20.0, 2.0)
+    assert "best_epoch" not in to_csv(build_rows(load_records(tmp_path), ["method"]))
+
+
 def test_corrupt_record_is_named(tmp_path):
     (tmp_path / "other.json").write_text("{not a record, not read")
     (tmp_path / "bad.record.json").write_text("{not json")
