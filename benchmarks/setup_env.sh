@@ -5,6 +5,10 @@
 # within seconds and changes nothing. The slow compiled packages (mmcv with ops, fairseq-fixed) are
 # built once into a wheelhouse outside the repository and installed from there afterwards.
 #
+# Versions: every pip call here takes `-c constraints.txt` (the repository root), the only file that
+# names exact versions; pyproject.toml declares the ranges, and the last step installs the project
+# with its dependencies, so what this script installs and what `pip install -e .` asks for agree.
+#
 # Environment:
 #   PSKD_VENV        where the virtual environment lives        (default: <repo>/.venv)
 #   PSKD_WHEELHOUSE  cache of the wheels built here              (default: ~/.cache/pskd/wheelhouse)
@@ -14,17 +18,24 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PSKD_VENV:-$REPO/.venv}"
-TORCH_VERSION=2.14.1
-TORCHVISION_VERSION=0.29.1
+CONSTRAINTS="$REPO/constraints.txt"
+# The version that constraints.txt pins for package $1 (a `name==version` line).
+pinned() {
+    local version; version="$(sed -n "s/^$1==\([^ #]*\).*/\1/p" "$CONSTRAINTS")"
+    [ -n "$version" ] || { echo "setup: $CONSTRAINTS has no '$1==VERSION' line" >&2; exit 2; }
+    echo "$version"
+}
+TORCH_VERSION="$(pinned torch)"
+MMCV_VERSION="$(pinned mmcv)"
+FAIRSEQ_VERSION="$(pinned fairseq-fixed)"
 WHEELHOUSE="${PSKD_WHEELHOUSE:-$HOME/.cache/pskd/wheelhouse}/torch-$TORCH_VERSION"
-SETUPTOOLS_PIN='setuptools>=77.0.3,<81'
 DATA_PACKAGES=(dataset-fashion-mnist labelme-examples trans-de-en)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
-# The stamp names everything that decides what gets installed: this script and the pinned list.
-stamp_of() { cat "$REPO/benchmarks/setup_env.sh" "$REPO/benchmarks/requirements.txt" "$REPO/pyproject.toml" | sha256sum | cut -d' ' -f1; }
+# The stamp names everything that decides what gets installed: this script, the pins and the ranges.
+stamp_of() { cat "$REPO/benchmarks/setup_env.sh" "$CONSTRAINTS" "$REPO/pyproject.toml" | sha256sum | cut -d' ' -f1; }
 STAMP_FILE="$VENV/.pskd-setup-stamp"
 
 install_data_packages() {
@@ -44,15 +55,26 @@ install_data_packages() {
     fi
 }
 
+# The whole stack imports, and every package that constraints.txt names is installed at its pin.
 stack_imports() {
-    "$VENV/bin/python" - <<'PY' >/dev/null 2>&1
+    "$VENV/bin/python" - "$CONSTRAINTS" <<'PY'
+import sys
+from importlib.metadata import version
+
+from packaging.requirements import Requirement
+
 import torch, torchvision, mmengine, mmcv, mmcv.ops, mmdet, fairseq, sacrebleu, pycocotools, matplotlib
 import common, classification, detection, translation
-assert torch.__version__.startswith("2.14.1"), torch.__version__
+
+for line in open(sys.argv[1]):
+    line = line.split("#")[0].strip()
+    if line:
+        req = Requirement(line)
+        assert req.specifier.contains(version(req.name), prereleases=True), (req, version(req.name))
 PY
 }
 
-if [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$(stamp_of)" ] && stack_imports; then
+if [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$(stamp_of)" ] && stack_imports >/dev/null 2>&1; then
     install_data_packages
     log "environment ready: $VENV"
     exit 0
@@ -63,47 +85,51 @@ PYTHON="${PSKD_PYTHON:-$(command -v python3.11 || command -v python3)}"
     || { echo "setup: $PYTHON is not Python 3.11; set PSKD_PYTHON to a Python 3.11 interpreter" >&2; exit 2; }
 
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
-PIP=("$VENV/bin/python" -m pip install -q)
+# Every install is held to constraints.txt, so no step can move a pinned package (setuptools included).
+PIP=("$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS")
 mkdir -p "$WHEELHOUSE"
 
 log "build tools"
-"${PIP[@]}" --upgrade pip "$SETUPTOOLS_PIN" wheel cython 'numpy<2.3'
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"${PIP[@]}" setuptools wheel cython numpy
 
 # torch first: anything that depends on it would otherwise resolve another build.
-log "torch $TORCH_VERSION + torchvision $TORCHVISION_VERSION"
-"${PIP[@]}" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
-"${PIP[@]}" mmengine==0.10.7 "$SETUPTOOLS_PIN"
+log "torch $TORCH_VERSION + torchvision"
+"${PIP[@]}" torch torchvision
+"${PIP[@]}" mmengine
 
 build_mmcv_wheel() {
     local work; work="$(mktemp -d)"
-    log "building mmcv 2.1.0 with CPU ops from its sdist (10-25 minutes, once; cached in $WHEELHOUSE)"
-    "$VENV/bin/python" -m pip download -q --no-deps --no-build-isolation --no-binary :all: mmcv==2.1.0 -d "$work"
-    tar -xzf "$work"/mmcv-2.1.0.tar.gz -C "$work"
+    log "building mmcv $MMCV_VERSION with CPU ops from its sdist (10-25 minutes, once; cached in $WHEELHOUSE)"
+    "$VENV/bin/python" -m pip download -q --no-deps --no-build-isolation --no-binary :all: -c "$CONSTRAINTS" mmcv \
+        -d "$work"
+    tar -xzf "$work/mmcv-$MMCV_VERSION.tar.gz" -C "$work"
     # torch 2.14's headers need C++20; mmcv 2.1.0 hard-codes C++17.
-    sed -i 's/-std=c++17/-std=c++20/g' "$work/mmcv-2.1.0/setup.py"
-    (cd "$work/mmcv-2.1.0" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-2}" \
+    sed -i 's/-std=c++17/-std=c++20/g' "$work/mmcv-$MMCV_VERSION/setup.py"
+    (cd "$work/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-2}" \
         "$VENV/bin/python" -m pip wheel -q --no-build-isolation --no-deps -w "$WHEELHOUSE" .)
     rm -rf "$work"
 }
-ls "$WHEELHOUSE"/mmcv-2.1.0-*.whl >/dev/null 2>&1 || build_mmcv_wheel
-log "mmcv 2.1.0 (from $WHEELHOUSE)"
-"${PIP[@]}" "$WHEELHOUSE"/mmcv-2.1.0-*.whl "$SETUPTOOLS_PIN"
-"${PIP[@]}" mmdet==3.3.0 "$SETUPTOOLS_PIN"
+ls "$WHEELHOUSE/mmcv-$MMCV_VERSION"-*.whl >/dev/null 2>&1 || build_mmcv_wheel
+log "mmcv $MMCV_VERSION (from $WHEELHOUSE)"
+"${PIP[@]}" "$WHEELHOUSE/mmcv-$MMCV_VERSION"-*.whl
+"${PIP[@]}" mmdet
 
-if ! ls "$WHEELHOUSE"/fairseq_fixed-0.12.3.1-*.whl >/dev/null 2>&1; then
-    log "building fairseq-fixed 0.12.3.1 (about 4 minutes, once; cached in $WHEELHOUSE)"
+if ! ls "$WHEELHOUSE/fairseq_fixed-$FAIRSEQ_VERSION"-*.whl >/dev/null 2>&1; then
+    log "building fairseq-fixed $FAIRSEQ_VERSION (about 4 minutes, once; cached in $WHEELHOUSE)"
     # No build isolation: otherwise pip builds it against a freshly downloaded torch.
-    "$VENV/bin/python" -m pip wheel -q --no-build-isolation --no-deps -w "$WHEELHOUSE" fairseq-fixed==0.12.3.1
+    "$VENV/bin/python" -m pip wheel -q --no-build-isolation --no-deps -c "$CONSTRAINTS" -w "$WHEELHOUSE" fairseq-fixed
 fi
-log "fairseq-fixed 0.12.3.1 (from $WHEELHOUSE)"
-"${PIP[@]}" "$WHEELHOUSE"/fairseq_fixed-0.12.3.1-*.whl "$SETUPTOOLS_PIN"
+log "fairseq-fixed $FAIRSEQ_VERSION (from $WHEELHOUSE)"
+"${PIP[@]}" "$WHEELHOUSE/fairseq_fixed-$FAIRSEQ_VERSION"-*.whl
 
-log "the rest of the pinned list and the project itself (editable)"
-"${PIP[@]}" -r "$REPO/benchmarks/requirements.txt" "$SETUPTOOLS_PIN"
-"${PIP[@]}" --no-deps --no-build-isolation -e "$REPO"
+# pyproject.toml's dependencies (the ones above are already there and stay) and the dev extra.
+log "the project itself (editable) with the rest of its dependencies"
+"${PIP[@]}" --no-build-isolation -e "$REPO[dev]"
 "$VENV/bin/python" -m pip check >/dev/null || { "$VENV/bin/python" -m pip check; log "WARNING: pip check reports conflicts (above)"; }
 
-stack_imports || { echo "setup: the environment does not import the whole stack; see the messages above" >&2; exit 1; }
+stack_imports || { echo "setup: the environment does not import the whole stack at the versions of $CONSTRAINTS" \
+    "(the error above)" >&2; exit 1; }
 stamp_of > "$STAMP_FILE"
 install_data_packages
 log "environment ready: $VENV"

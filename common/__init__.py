@@ -27,11 +27,20 @@ from common.metrics import (
 )
 from common.past_predictions import PastPredictions, PredictionStore, SnapshotTeacher
 from common.pskd import PSKD
-from common.schedules import AlphaSchedule, FixedAlpha, LinearAlpha, check_alpha
+from common.schedules import (
+    SCHEDULE_KINDS,
+    AlphaSchedule,
+    FixedAlpha,
+    LinearAlpha,
+    check_alpha,
+    check_schedule,
+    make_schedule,
+)
 from common.targets import one_hot, soften_targets
 
 __all__ = [
     "PSKD",
+    "SCHEDULE_KINDS",
     "AlphaSchedule",
     "CalibrationBins",
     "ClassWiseRegularizer",
@@ -46,11 +55,13 @@ __all__ = [
     "TFKDSelfLoss",
     "aurc",
     "check_alpha",
+    "check_schedule",
     "class_wise_kl",
     "classification_metrics",
     "expected_calibration_error",
     "kd_kl",
     "label_smoothing_targets",
+    "make_schedule",
     "negative_log_likelihood",
     "one_hot",
     "pskd_token_loss",

@@ -6,12 +6,17 @@ The supplement's Fig. S3 also trains with a fixed alpha_t, the same value at eve
 
 Epoch 0 is special in both schedules only through the past predictions: there are none yet, so the
 providers answer with the one-hot label and the target is one-hot whatever alpha_0 is.
+
+Adapters build their schedule with :func:`make_schedule` from a kind in :data:`SCHEDULE_KINDS`, so the
+choice and its checks live here once.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+
+SCHEDULE_KINDS = ("linear", "fixed")
 
 
 def check_alpha(value: float, name: str = "alpha") -> float:
@@ -20,6 +25,13 @@ def check_alpha(value: float, name: str = "alpha") -> float:
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1] (it weighs the past prediction against the label); got {value}")
     return value
+
+
+def _check_epochs(epochs: int) -> int:
+    """Return ``epochs`` as an int, or raise ValueError unless it is a positive integer (the run length)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int | float) or not float(epochs).is_integer() or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer (the number of training epochs); got {epochs!r}")
+    return int(epochs)
 
 
 class AlphaSchedule(ABC):
@@ -35,9 +47,7 @@ class LinearAlpha(AlphaSchedule):
 
     def __init__(self, alpha_T: float, epochs: int) -> None:
         self.alpha_T = check_alpha(alpha_T, "alpha_T")
-        if int(epochs) != epochs or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer; got {epochs}")
-        self.epochs = int(epochs)
+        self.epochs = _check_epochs(epochs)
 
     def __call__(self, epoch: int) -> float:
         if not 0 <= epoch < self.epochs:
@@ -61,3 +71,34 @@ class FixedAlpha(AlphaSchedule):
 
     def __repr__(self) -> str:
         return f"FixedAlpha(alpha={self.alpha})"
+
+
+def check_schedule(kind: str, alpha_T: float) -> float:
+    """Check the choices that a schedule takes before the run length is known; return ``alpha_T`` as a float.
+
+    For hosts that learn the number of epochs only when training starts (mmengine's runner): they check
+    a config at build time with this, and call :func:`make_schedule` at the first epoch.
+    """
+    if kind not in SCHEDULE_KINDS:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULE_KINDS)} (how alpha_t moves); got {kind!r}")
+    return check_alpha(alpha_T, "alpha_T")
+
+
+def make_schedule(kind: str, alpha_T: float, epochs: int | None = None) -> AlphaSchedule:
+    """The alpha_t schedule of ``kind`` (one of :data:`SCHEDULE_KINDS`), checked.
+
+    ``"linear"``: :class:`LinearAlpha`, ``alpha_T * (epoch + 1) / epochs`` (paper Eq. 5; official
+    ``main.py`` line 323), which needs ``epochs``. ``"fixed"``: :class:`FixedAlpha`, ``alpha_T`` at every
+    epoch (supplement Fig. S3); ``epochs`` may be None there (a run of open length) and is checked if given.
+
+    Raises:
+        ValueError: naming the schedule kind, ``alpha_T`` or ``epochs``, whichever is out of range.
+    """
+    alpha_T = check_schedule(kind, alpha_T)
+    if epochs is not None:
+        epochs = _check_epochs(epochs)
+    if kind == "fixed":
+        return FixedAlpha(alpha_T)
+    if epochs is None:
+        raise ValueError("epochs must be given for the linear schedule: alpha_t reaches alpha_T at the last epoch")
+    return LinearAlpha(alpha_T, epochs)

@@ -15,25 +15,24 @@ class PSKDClsLoss(nn.Module):
 
     Called the way mmdet's bbox head calls ``loss_cls``: ``(cls_score (N, C + 1), labels (N,) with the
     background as C, label_weights, avg_factor, reduction_override)``; ignored RoIs carry weight 0.
-    ``alpha`` is set each epoch by ``PSKDHook``; ``past`` (N, C + 1) by ``PSKDRoIHead`` for the batch at
-    hand and consumed by the call. Without ``past`` (epoch 0) the target is the one-hot label.
+    ``PSKDRoIHead`` adds ``past`` (N, C + 1), the previous epoch's probabilities on the same RoIs, and
+    ``alpha`` (alpha_t). Without ``past`` (epoch 0, or a call from a plain bbox head) or with alpha 0
+    the target is the one-hot label, i.e. this is cross entropy.
     """
 
     def __init__(self, loss_weight: float = 1.0, reduction: str = "mean") -> None:
         super().__init__()
         self.loss_weight = loss_weight
         self.reduction = reduction
-        self.alpha = 0.0
-        self.past: Tensor | None = None
 
     def forward(self, cls_score: Tensor, labels: Tensor, weight: Tensor | None = None,
-                avg_factor: float | None = None, reduction_override: str | None = None, **kwargs) -> Tensor:
+                avg_factor: float | None = None, reduction_override: str | None = None, *,
+                past: Tensor | None = None, alpha: float = 0.0, **kwargs) -> Tensor:
         reduction = reduction_override or self.reduction
-        past, self.past = self.past, None
-        if past is None or self.alpha == 0:
+        if past is None or alpha == 0:
             targets = one_hot(labels, cls_score.shape[1])
         else:
-            targets = soften_targets(labels, past.to(cls_score.device).float(), self.alpha)
+            targets = soften_targets(labels, past.to(cls_score.device).float(), alpha)
         per_roi = soft_target_cross_entropy(cls_score, targets, reduction="none")
         if weight is not None:
             weight = weight.float()

@@ -6,11 +6,11 @@ same batch. fairseq never tells a criterion the epoch; its trainer calls ``task.
 model)`` at every epoch start (after a resume too, with the restored model), so the criterion chains
 itself to that hook of whatever task it is given.
 
-Epochs: fairseq counts them from 1; alpha_t = alpha_T * epoch / max_epoch, i.e. common's
-``LinearAlpha`` at epoch index ``epoch - 1``, reaching alpha_T in the last epoch. Epoch 1 trains on the
-(label-smoothed) references only: there is no previous epoch yet. The teacher is a plain attribute,
-not a submodule: it stays out of the optimizer, the checkpoint and DDP. Validation reports the
-label-smoothed loss (no teacher), so that validation losses compare across methods.
+Epochs: fairseq counts them from 1; alpha_t = alpha_T * epoch / max_epoch, i.e. common's linear
+schedule (``make_schedule``) at epoch index ``epoch - 1``, reaching alpha_T in the last epoch. Epoch 1
+trains on the (label-smoothed) references only: there is no previous epoch yet. The teacher is a plain
+attribute, not a submodule: it stays out of the optimizer, the checkpoint and DDP. Validation reports
+the label-smoothed loss (no teacher), so that validation losses compare across methods.
 """
 
 
@@ -26,9 +26,9 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 from omegaconf import II
 
-from common import FixedAlpha, LinearAlpha, SnapshotTeacher, pskd_token_loss
+from common import SCHEDULE_KINDS, SnapshotTeacher, make_schedule, pskd_token_loss
 
-SCHEDULES = ChoiceEnum(["linear", "fixed"])
+SCHEDULES = ChoiceEnum(list(SCHEDULE_KINDS))
 
 
 @dataclass
@@ -49,13 +49,10 @@ class PSKDCriterion(LabelSmoothedCrossEntropyCriterion):
     def __init__(self, task, sentence_avg, label_smoothing, alpha_T, pskd_schedule="linear", max_epoch=0,
                  ignore_prefix_size=0, report_accuracy=False):
         super().__init__(task, sentence_avg, label_smoothing, ignore_prefix_size, report_accuracy)
-        if pskd_schedule == "linear":
-            if not max_epoch or max_epoch < 1:
-                raise ValueError("--criterion pskd with the linear schedule needs --max-epoch: alpha_t grows to "
-                                 "--alpha-T at the last epoch")
-            self.schedule = LinearAlpha(alpha_T, max_epoch)
-        else:
-            self.schedule = FixedAlpha(alpha_T)
+        try:  # fairseq's --max-epoch 0 means "no limit": a run of open length, which only 'fixed' allows
+            self.schedule = make_schedule(pskd_schedule, alpha_T, max_epoch or None)
+        except ValueError as err:
+            raise ValueError(f"--criterion pskd: {err} (flags: --pskd-schedule, --alpha-T, --max-epoch)") from None
         self.teacher = SnapshotTeacher(mode="eval")
         self.alpha = 0.0
         _chain_begin_epoch(task, self)

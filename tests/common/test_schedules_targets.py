@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from common import FixedAlpha, LinearAlpha, check_alpha, one_hot, soften_targets
+from common import SCHEDULE_KINDS, FixedAlpha, LinearAlpha, check_alpha, make_schedule, one_hot, soften_targets
 
 
 def test_linear_alpha_follows_the_official_epoch_convention():
@@ -26,6 +26,28 @@ def test_alpha_outside_unit_interval_is_refused(bad):
         check_alpha(bad)
     with pytest.raises(ValueError, match="alpha_T"):
         LinearAlpha(bad, 10)
+
+
+def test_make_schedule_builds_each_kind():
+    assert SCHEDULE_KINDS == ("linear", "fixed")
+    linear = make_schedule("linear", 0.8, 4)
+    assert [linear(e) for e in range(4)] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    assert [make_schedule("fixed", 0.3, 4)(e) for e in (0, 3)] == [0.3, 0.3]
+    assert make_schedule("fixed", 0.3)(1000) == 0.3  # a run of open length (fairseq without --max-epoch)
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (("cosine", 0.8, 10), "schedule must be one of linear, fixed"),
+    (("linear", 1.2, 10), "alpha_T must lie in"),
+    (("fixed", -0.1, 10), "alpha_T must lie in"),
+    (("linear", 0.8, None), "epochs must be given"),
+    (("linear", 0.8, 0), "epochs must be a positive integer"),
+    (("linear", 0.8, 2.5), "epochs must be a positive integer"),
+    (("fixed", 0.8, -3), "epochs must be a positive integer"),
+])
+def test_make_schedule_names_the_bad_argument(args, named):
+    with pytest.raises(ValueError, match=named):
+        make_schedule(*args)
 
 
 def test_soften_targets_matches_equation_4_by_hand():

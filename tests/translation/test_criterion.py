@@ -73,7 +73,13 @@ def test_teacher_is_refreshed_at_every_epoch_start_and_never_registered():
 
 
 def test_linear_schedule_needs_max_epoch_and_alpha_is_checked():
-    with pytest.raises(ValueError, match="--max-epoch"):
+    with pytest.raises(ValueError, match=r"epochs must be given.*--max-epoch"):
         PSKDCriterion(_Task(), False, 0.1, alpha_T=0.8, max_epoch=0)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    with pytest.raises(ValueError, match=r"alpha_T must lie in \[0, 1\]"):
         PSKDCriterion(_Task(), False, 0.1, alpha_T=1.5, max_epoch=3)
+
+
+def test_fixed_schedule_runs_without_max_epoch():
+    criterion = PSKDCriterion(_Task(), False, 0.1, alpha_T=0.3, pskd_schedule="fixed", max_epoch=0)
+    criterion.begin_epoch(7, torch.nn.Linear(3, 3))
+    assert criterion.alpha == pytest.approx(0.3) and criterion.teacher.ready
