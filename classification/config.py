@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from common import SCHEDULE_KINDS
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -32,11 +34,13 @@ class DataConfig:
     num_workers: int = 2
     num_classes: int | None = None  # synthetic data only
     image_size: int | None = None  # synthetic data only
+    imagenet_transform: str = "official"  # official PS-KD loader, or the text of supplement A.3
 
 
 @dataclass
 class ModelConfig:
     name: str = "preact_resnet18"
+    shakedrop_gate: str = "batch"  # ShakeDrop's b_l: one per mini-batch (official code) or per sample
 
 
 @dataclass
@@ -106,7 +110,9 @@ class Config:
 
 CHOICES = {
     "data.name": ("cifar100", "imagenet", "fashion_mnist", "synthetic"),
-    "method.schedule": ("linear", "fixed"),
+    "data.imagenet_transform": ("official", "supplement"),
+    "model.shakedrop_gate": ("batch", "sample"),
+    "method.schedule": SCHEDULE_KINDS,
     "method.past": ("store", "teacher"),
     "method.store_dtype": ("float32", "float16", "bfloat16"),
     "method.store_device": ("cpu", "cuda", "model"),
@@ -164,6 +170,9 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be a number; got {value!r}")
         return float(value)
     if annotation is str:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be a string; got {value!r}: YAML reads an unquoted off/on/no/yes as a "
+                              "boolean, so quote the word in the YAML file (e.g. amp: 'off')")
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string; got {value!r}")
         return value
@@ -228,8 +237,23 @@ def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _takes_string(parts: list[str]) -> bool:
+    """Whether the key ``parts`` (``["runtime", "amp"]``) is declared ``str`` or ``str | None``."""
+    annotation: Any = Config
+    for part in parts:
+        hints = typing.get_type_hints(annotation) if dataclasses.is_dataclass(annotation) else {}
+        if part not in hints:
+            return False
+        annotation = hints[part]
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union):
+        return [a for a in typing.get_args(annotation) if a is not type(None)] == [str]
+    return annotation is str
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """``["optim.lr=0.05", "method.name=ps_kd"]`` -> nested dict; values are parsed as YAML scalars."""
+    """``["optim.lr=0.05", "method.name=ps_kd"]`` -> nested dict; values are parsed as YAML scalars, except
+    that a key declared as a string keeps the text as written when YAML would read a boolean or a number
+    (YAML 1.1 reads ``runtime.amp=off`` as False)."""
     nested: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
@@ -239,7 +263,14 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({getattr(err, 'problem', err)}); "
+                              "check its brackets and quotes, e.g. optim.milestones=[150,225]") from err
+        if isinstance(value, bool | int | float) and _takes_string(parts):
+            value = raw.strip()
+        node[parts[-1]] = value
     return nested
 
 

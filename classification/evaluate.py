@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from classification.config import config_from_dict
+from classification.config import ConfigError, config_from_dict
 from classification.trainer import Trainer, load_checkpoint
+from common.cli import document_debug_flag, run_main
 from common.io import atomic_write_json
 
 
@@ -19,6 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--out", help="write the metrics to this JSON file")
     parser.add_argument("--data-root", help="where the data set lives, if not where training found it")
+    document_debug_flag(parser)
     args = parser.parse_args(argv)
     state = load_checkpoint(args.checkpoint)
     cfg = config_from_dict(state["config"])
@@ -34,4 +36,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, ConfigError)

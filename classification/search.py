@@ -26,6 +26,7 @@ import yaml
 
 from classification.config import ConfigError, load_config, resolve_config_path
 from classification.trainer import CHECKPOINT, RECORD
+from common.cli import UserError, document_debug_flag, run_main
 from common.io import atomic_write_text
 
 
@@ -116,8 +117,8 @@ def run_search(config: str | None, method: str, space_file: str, trials: int, se
 def _wait(proc_name: tuple[subprocess.Popen, str]) -> None:
     proc, name = proc_name
     if proc.wait() != 0:
-        raise RuntimeError(f"trial {name} failed (exit code {proc.returncode}); its log is above. Fix and rerun: "
-                           "finished trials are kept")
+        raise UserError(f"trial {name} failed (exit code {proc.returncode}); its log is above. Fix and rerun: "
+                        "finished trials are kept")
 
 
 def write_trials_table(out: Path, method: str, points: list[dict[str, Any]]) -> Path:
@@ -146,15 +147,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gpus", help="comma-separated GPU ids: one trial per GPU at a time")
     parser.add_argument("--out", default="results/search")
+    document_debug_flag(parser)
     parser.add_argument("overrides", nargs="*", help="config overrides for every trial")
     args = parser.parse_args(argv)
-    try:
-        table = run_search(args.config, args.method, args.space, args.trials, args.seed, Path(args.out),
-                           args.overrides, args.gpus.split(",") if args.gpus else None)
-    except (ConfigError, FileNotFoundError) as err:
-        parser.error(str(err))
+    table = run_search(args.config, args.method, args.space, args.trials, args.seed, Path(args.out),
+                       args.overrides, args.gpus.split(",") if args.gpus else None)
     print(table.read_text())
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, ConfigError)

@@ -10,6 +10,7 @@ import argparse
 
 from classification.config import ConfigError, load_config
 from classification.trainer import CHECKPOINT, train
+from common.cli import document_debug_flag, run_main
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,15 +21,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run from its checkpoint")
     parser.add_argument("--continue", dest="cont", action="store_true",
                         help="resume when the run has a checkpoint, start it otherwise (a finished run is left as is)")
+    document_debug_flag(parser)
     parser.add_argument("overrides", nargs="*", help="config overrides such as optim.epochs=5 method.alpha_T=0.5")
     args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except (ConfigError, FileNotFoundError) as err:
-        parser.error(str(err))
+    cfg = load_config(args.config, args.overrides)
     resume = args.resume or (args.cont and (cfg.run_dir / CHECKPOINT).exists())
     train(cfg, resume=resume)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main, ConfigError)

@@ -25,14 +25,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from classification.config import Config, config_from_dict, result_changing_differences
+from classification.config import Config, ConfigError, config_from_dict, result_changing_differences
 from classification.data import build_datasets
 from classification.methods import MethodContext, build_method
 from classification.models import build_model
 from classification.regularizers import CutMix
 from common import ClassificationMetrics
 from common import distributed as ddp
-from common.io import atomic_write
+from common.io import UnreadableFile, atomic_write, load_tensors
 from common.records import RunRecord
 
 CHECKPOINT = "checkpoint.pt"
@@ -129,12 +129,13 @@ class Trainer:
         self.run_dir = cfg.run_dir
         self.splits = build_datasets(cfg.data.name, cfg.data.root, cfg.data.download, cfg.data.train_size,
                                      cfg.data.test_size, cfg.data.num_classes, cfg.data.image_size,
-                                     cfg.regularizer.cutout)
+                                     cfg.regularizer.cutout, cfg.data.imagenet_transform)
         if cfg.data.batch_size % self.world:
             raise ValueError(f"data.batch_size={cfg.data.batch_size} (the global batch) must be divisible by the "
                              f"{self.world} processes")
         def model_builder() -> nn.Module:
-            return build_model(cfg.model.name, self.splits.num_classes, self.splits.in_channels)
+            return build_model(cfg.model.name, self.splits.num_classes, self.splits.in_channels,
+                               cfg.model.shakedrop_gate)
 
         self.model = model_builder().to(self.device)
         if cfg.runtime.channels_last:
@@ -181,14 +182,21 @@ class Trainer:
         path = self.run_dir / CHECKPOINT
         if not path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {path}; start without --resume or fix output_dir/name")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = load_checkpoint(path)
+        except UnreadableFile as err:
+            # _save_checkpoint replaces the one checkpoint by an atomic rename: no earlier epoch's file is kept,
+            # and the file is the user's data to keep or delete.
+            raise UnreadableFile(
+                f"--resume: {err}. It is this run's only checkpoint (each epoch replaces it), so none can be resumed: "
+                f"start afresh under another name= (or output_dir=), or move or delete {path} yourself and run "
+                "again without --resume") from err
         differences = result_changing_differences(config_from_dict(state["config"]), self.cfg)
         if differences:
-            raise ValueError(
-                "refusing to resume: the config differs from the checkpoint's in settings that change the result:\n  "
-                + "\n  ".join(differences)
-                + f"\nUse the checkpoint's settings, or start a new run under another name than {self.cfg.name!r}."
-            )
+            raise ConfigError(
+                f"refusing to resume {path}: the config differs from the checkpoint's in settings that change the "
+                f"result ({'; '.join(differences)}). Use the checkpoint's settings, or start a new run under another "
+                f"name than {self.cfg.name!r}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -271,7 +279,7 @@ class Trainer:
             with _autocast(self.cfg, self.device):
                 logits = self.model(images)
             probs = F.softmax(logits.float(), dim=1)
-            metrics.update(probs, labels.to(self.device))
+            metrics.update(probs, labels.to(self.device), logits=logits)
             if keep_predictions:
                 kept.append((ids, probs.cpu(), labels))
         result = metrics.compute()
@@ -299,6 +307,7 @@ class Trainer:
             scalars = {k: v for k, v in val.items() if k != "calibration"}
             self.record.add_epoch(epoch, **train, **{f"val_{k}": v for k, v in scalars.items()},
                                   lr=self.optimizer.param_groups[0]["lr"], seconds=time.monotonic() - epoch_start)
+            self.record.mark_best("top1_err", prefix="val_")  # the official code keeps the best top-1 and the last
             if last:
                 final = val
                 self.record.finish(final)
@@ -325,5 +334,17 @@ def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
             dist.destroy_process_group()
 
 
+CHECKPOINT_KEYS = ("epoch", "config", "model")
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint written by this trainer, loaded with ``weights_only=True`` (tensors and plain containers
+    only); a missing, unreadable or foreign file raises a user error that names it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: give a run's {CHECKPOINT} (output_dir/name/{CHECKPOINT})")
+    state = load_tensors(path)
+    missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
+    if missing:
+        raise UnreadableFile(f"{path} is not a checkpoint of classification.train (it lacks {', '.join(missing)})")
+    return state

@@ -34,6 +34,9 @@ SHARING_MODES = ("replicated", "node")
 class PastPredictions(ABC):
     """The previous epoch's predicted probabilities, one (K,) row per training sample."""
 
+    #: K when the provider knows it (the store always does); checked against the model's output width.
+    num_classes: int | None = None
+
     @abstractmethod
     def past_probs(self, labels: Tensor, *, ids: Tensor | None = None, inputs: Any = None) -> Tensor:
         """(B, K) float32 probabilities of the previous epoch on ``labels``' device (one-hot if none)."""
@@ -49,6 +52,30 @@ class PastPredictions(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - stateless by default
         """Restore what :meth:`state_dict` returned."""
+
+
+def check_indices(name: str, values: Tensor, upper: int, meaning: str) -> None:
+    """``values`` must be a 1-D integer tensor with every entry in [0, ``upper``); ValueError names ``name``.
+
+    Dtype and shape are always checked (metadata, free). The entries are checked only on the CPU, where a
+    min and a max over one batch cost microseconds: on a GPU, reading them back to the host would wait for
+    every queued kernel, a device synchronisation per training step. There an out-of-range entry ends in
+    torch's device-side assert instead. Sample ids come from the DataLoader on the CPU, so they are checked
+    in every run; labels are checked in CPU runs and where the caller passes them on the CPU.
+    """
+    if values.dim() != 1 or values.dtype.is_floating_point or values.dtype.is_complex or values.dtype == torch.bool:
+        raise ValueError(f"{name} must be a 1-D tensor of integer {meaning}; got {values.dtype} of shape "
+                         f"{tuple(values.shape)}")
+    if values.device.type == "cpu" and values.numel():
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high >= upper:
+            raise ValueError(f"{name} must lie in [0, {upper}), being {meaning}; got {low if low < 0 else high}")
+
+
+def check_batch(name: str, rows: int, batch: int, other: str) -> None:
+    """``rows`` (the first dimension of ``name``) must equal the batch size given by ``other``."""
+    if rows != batch:
+        raise ValueError(f"{name} has {rows} rows but {other} has {batch}: give one per sample of the batch")
 
 
 def resolve_store_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -86,6 +113,11 @@ class PredictionStore(PastPredictions):
             twice in one epoch may be read by its second rank after its first rank wrote it.
         shm_dir: folder for the shared table's file (default ``/dev/shm``); the file is unlinked as soon
             as every local rank has mapped it, so nothing is left behind after a crash.
+
+    What reads and writes check, without a device synchronisation (see :func:`check_indices`): always, that
+    ``ids`` and ``labels`` are 1-D integer tensors of one batch size and that ``probs`` is (B, K); on the
+    CPU, also that every id lies in [0, N) and every label in [0, K). A bad argument raises a ValueError
+    that names it.
     """
 
     def __init__(
@@ -131,6 +163,9 @@ class PredictionStore(PastPredictions):
     def past_probs(self, labels: Tensor, *, ids: Tensor | None = None, inputs: Any = None) -> Tensor:
         if ids is None:
             raise ValueError("the prediction store is indexed by sample id: pass ids= (the dataset indices)")
+        self._check_ids(ids)
+        check_indices("labels", labels, self.num_classes, f"class indices of the store's K={self.num_classes} classes")
+        check_batch("ids", ids.shape[0], labels.shape[0], "labels")
         self._complete_pending_write()
         ids = ids.to(self.device, non_blocking=True)
         rows = self.table.index_select(0, ids)
@@ -145,6 +180,11 @@ class PredictionStore(PastPredictions):
     def record(self, ids: Tensor | None, probs: Tensor) -> None:
         if ids is None:
             raise ValueError("the prediction store is indexed by sample id: pass the batch's ids")
+        self._check_ids(ids)
+        if probs.dim() != 2 or probs.shape[1] != self.num_classes:
+            raise ValueError(f"probs must be (B, K) with K={self.num_classes}, the store's number of classes; got "
+                             f"shape {tuple(probs.shape)}")
+        check_batch("probs", probs.shape[0], ids.shape[0], "ids")
         self._complete_pending_write()
         probs = probs.detach().float()
         if self._gather_group is not None or (self.sharing == "replicated" and ddp.world_size() > 1):
@@ -162,6 +202,9 @@ class PredictionStore(PastPredictions):
         event = torch.cuda.Event()
         event.record()
         self._pending = (ids_host, probs_host, event)
+
+    def _check_ids(self, ids: Tensor) -> None:
+        check_indices("ids", ids, self.num_samples, f"indices of the store's N={self.num_samples} training samples")
 
     def end_epoch(self, model: nn.Module | None = None) -> None:
         self._complete_pending_write()

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 
+from common.cli import document_debug_flag, run_main
 from detection.train import load_cfg, write_record
 
 
@@ -22,7 +24,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
     parser.add_argument("--row", help="the run's row in the results table (see detection.train)")
+    document_debug_flag(parser)
     args = parser.parse_args(argv)
+    if not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"no checkpoint at {args.checkpoint}: give a .pth file that detection.train wrote "
+                                "in its work dir (e.g. work_dirs/CONFIG/epoch_12.pth)")
     cfg = load_cfg(args.config, args.work_dir, args.cfg_options, args.launcher)
     cfg.load_from = args.checkpoint
     start = time.monotonic()
@@ -33,4 +39,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -22,6 +22,7 @@ import torch.distributed as dist
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
+from common.cli import document_debug_flag, run_main
 from common.records import RunRecord
 from detection.voc import make_synthetic_voc
 
@@ -29,6 +30,9 @@ os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # mmengine's che
 
 
 def load_cfg(config: str, work_dir: str | None, options: dict[str, Any] | None, launcher: str = "none") -> Config:
+    if not Path(config).is_file():
+        raise FileNotFoundError(f"no detection config at {config}: give the path of a config file, e.g. "
+                                "detection/configs/demo_faster-rcnn_r18_synthetic_pskd.py")
     cfg = Config.fromfile(config)
     if options:
         cfg.merge_from_dict(options)
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value")
     parser.add_argument("--row", help="the run's row in the results table (for VOC2007: the Table S3 method of the "
                                       "backbone, e.g. ps_kd)")
+    document_debug_flag(parser)
     args = parser.parse_args(argv)
     cfg = load_cfg(args.config, args.work_dir, args.cfg_options, args.launcher)
     cfg.resume = args.resume
@@ -83,4 +88,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

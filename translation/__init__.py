@@ -5,4 +5,7 @@ as a package). Data preparation, training, generation and scoring: ``python -m t
 ``python -m translation.run``.
 """
 
-from translation import criterion  # noqa: F401 - registers --criterion pskd
+from common.cli import silence_known_warnings
+
+silence_known_warnings()  # before fairseq's import, which prints torch.jit's and its own known noise
+from translation import criterion  # noqa: E402, F401 - registers --criterion pskd

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from common import PSKD, LinearAlpha, PredictionStore, one_hot, soften_targets
+from common.past_predictions import check_batch, check_indices
 
 
 def _probs(n, k, seed=0):
@@ -94,3 +95,26 @@ def test_pskd_epoch_two_targets_use_the_softmax_recorded_in_epoch_one():
         pskd.end_epoch(model)
         recorded[epoch] = softmax_this_epoch
     assert pskd.alpha == pytest.approx(0.8)
+
+
+def test_index_values_are_read_only_on_the_cpu():
+    # A "meta" tensor has no values, like a CUDA tensor whose values would have to be read back: only the
+    # free dtype and shape checks run on it, the range check is for CPU tensors.
+    check_indices("ids", torch.empty(4, dtype=torch.long, device="meta"), 10, "sample ids")
+    with pytest.raises(ValueError, match="ids must be a 1-D tensor of integer sample ids"):
+        check_indices("ids", torch.empty(4, device="meta"), 10, "sample ids")
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 10\), being sample ids; got 10"):
+        check_indices("ids", torch.tensor([3, 10]), 10, "sample ids")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_checks_of_cuda_tensors_never_synchronise():
+    labels = torch.tensor([0, 7], device="cuda")  # out of range, but reading that back would synchronise
+    probs = torch.full((2, 4), 0.25, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        check_indices("labels", labels, 4, "class indices")
+        check_batch("probs", probs.shape[0], labels.shape[0], "labels")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
