@@ -38,9 +38,9 @@ def step_ratio(model_name: str, steps: int, device: torch.device, batch: int = 1
         images = images.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
     labels = torch.randint(0, 100, (batch,), device=device)
-    pskd = PSKD(LinearAlpha(0.8, 300), PredictionStore(50_000, 100, device=store_device))
-    pskd.past.filled.fill_(True)
-    pskd.past.end_epoch()
+    store = PredictionStore(50_000, 100, device=store_device)
+    store.mark_filled()  # steady state: every row was written in epoch 0
+    pskd = PSKD(LinearAlpha(0.8, 300), store)
     pskd.begin_epoch(150)
 
     def baseline_step() -> None:
@@ -93,7 +93,7 @@ def trainer_vs_plain_loop(model_name: str, images: int, device: str) -> dict:
         t_trainer = time.perf_counter() - start
 
         model, optimizer = trainer.model, trainer.optimizer
-        loader = trainer._train_loader(1)
+        loader = trainer.train_loader(1)
         dev = trainer.device
         model.train()
         start = time.perf_counter()

@@ -48,8 +48,7 @@ def _median_time(fn, repeats: int) -> float:
 
 def bench_store(n: int, k: int, dtype: str, repeats: int) -> dict:
     store = PredictionStore(n, k, dtype=dtype)
-    store.filled.fill_(True)  # steady state: every row was written in epoch 0
-    store.end_epoch()
+    store.mark_filled()  # steady state: every row was written in epoch 0
     official = torch.zeros(n, k, dtype=store.dtype)
     gen = torch.Generator().manual_seed(0)
     probs = torch.softmax(torch.randn(BATCH, k, generator=gen), dim=1)

@@ -1,10 +1,12 @@
 """Training methods: small objects that the trainer calls, so that it never branches on a method name.
 
-A method runs one training step (:meth:`Method.step`): forward, targets, loss. The default step is
-``ce_weight * H(targets, softmax(logits)) + extra_loss``; a method changes the targets (label smoothing,
-PS-KD), adds a term (CS-KD, TF-KD) or, for CS-KD, the whole step (it needs a pair batch). A CutMix
-``mixer`` mixes the images and, through :class:`~classification.regularizers.MixInfo`, every per-sample
-target the same way. All formulas come from common/; new methods register with :func:`register_method`.
+A method runs one training step (:meth:`Method.step`): mix, forward, :meth:`Method.loss`. The default
+loss is ``H(targets, softmax(logits))`` on the (mixed) label distributions; a method changes the label
+distribution (label smoothing), the loss (PS-KD through :class:`common.PSKD`, TF-KD through
+``common.tf_kd_*_loss``) or, for CS-KD, the whole step (it needs a pair batch). A CutMix ``mixer`` mixes
+the images and, through :class:`~classification.regularizers.MixInfo`, every per-sample target the same
+way. Every formula is a function of common/ that the tests check; new methods register with
+:func:`register_method`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Sampler
 
@@ -24,13 +25,15 @@ from common import (
     PSKD,
     PredictionStore,
     SnapshotTeacher,
-    TFKDRegLoss,
-    TFKDSelfLoss,
-    kd_kl,
+    class_wise_kl,
     label_smoothing_targets,
     make_schedule,
     one_hot,
     soft_target_cross_entropy,
+    softened_teacher,
+    tf_kd_reg_loss,
+    tf_kd_reg_teacher,
+    tf_kd_self_loss,
 )
 
 Forward = Callable[[Tensor], Tensor]
@@ -55,10 +58,13 @@ class StepResult:
     labels: Tensor
 
 
+def mixed(per_sample: Tensor, mix: MixInfo | None) -> Tensor:
+    """``per_sample`` (targets, teacher distributions) mixed the way the images were, if they were."""
+    return per_sample if mix is None else mix.mix(per_sample)
+
+
 class Method:
     """Cross entropy on hard labels; the base of every method."""
-
-    ce_weight = 1.0
 
     def batch_sampler(self, sampler: Sampler[int], dataset: Dataset, batch_size: int) -> Sampler[list[int]] | None:
         """A batch sampler to use instead of plain batches of ``sampler`` (CS-KD pairs samples)."""
@@ -68,33 +74,20 @@ class Method:
         """Called before the first step of ``epoch``; returns values worth logging."""
         return {}
 
-    def base_targets(self, labels: Tensor, ids: Tensor, images: Tensor, num_classes: int) -> Tensor:
-        """Each sample's own target distribution, before any mixing."""
+    def label_targets(self, labels: Tensor, num_classes: int) -> Tensor:
+        """Each sample's label distribution, before any mixing."""
         return one_hot(labels, num_classes)
 
-    def targets(self, labels: Tensor, ids: Tensor, images: Tensor, num_classes: int, mix: MixInfo | None) -> Tensor:
-        """Per-sample target distributions of the (possibly CutMix-ed) batch."""
-        targets = self.base_targets(labels, ids, images, num_classes)
-        return mix.mix(targets) if mix is not None else targets
-
-    def extra_loss(self, logits: Tensor, labels: Tensor, images: Tensor, mix: MixInfo | None) -> Tensor | None:
-        return None
-
-    def after_step(self, logits: Tensor, ids: Tensor) -> None:
-        """Sees the step's logits (PS-KD keeps their softmax)."""
+    def loss(self, logits: Tensor, labels: Tensor, ids: Tensor, images: Tensor, mix: MixInfo | None) -> Tensor:
+        """The step's loss on ``logits`` of the (possibly mixed) ``images``."""
+        return soft_target_cross_entropy(logits, mixed(self.label_targets(labels, logits.shape[1]), mix))
 
     def step(self, forward: Forward, images: Tensor, labels: Tensor, ids: Tensor, mixer: Mixer | None) -> StepResult:
         mix = None
         if mixer is not None:
             images, mix = mixer(images)
         logits = forward(images).float()
-        targets = self.targets(labels, ids, images, logits.shape[1], mix)
-        loss = self.ce_weight * soft_target_cross_entropy(logits, targets)
-        extra = self.extra_loss(logits, labels, images, mix)
-        if extra is not None:
-            loss = loss + extra
-        self.after_step(logits, ids)
-        return StepResult(loss, logits, labels)
+        return StepResult(self.loss(logits, labels, ids, images, mix), logits, labels)
 
     def end_epoch(self, model: nn.Module) -> None:
         """Called after the last step of every epoch, on every rank."""
@@ -115,17 +108,18 @@ class LabelSmoothing(Method):
     def __init__(self, epsilon: float) -> None:
         self.epsilon = epsilon
 
-    def base_targets(self, labels: Tensor, ids: Tensor, images: Tensor, num_classes: int) -> Tensor:
-        return label_smoothing_targets(labels, num_classes, self.epsilon).to(labels.device)
+    def label_targets(self, labels: Tensor, num_classes: int) -> Tensor:
+        return label_smoothing_targets(labels, num_classes, self.epsilon)
 
 
 class ProgressiveSelfKD(Method):
-    """PS-KD (paper, Alg. 1) with the prediction store, or with a snapshot teacher (``past="teacher"``).
+    """PS-KD (paper, Alg. 1) with the prediction store, or with a snapshot teacher (``past="teacher"``):
+    a thin user of :class:`common.PSKD`, through the API that the README shows.
 
-    With CutMix, the store path mixes the two samples' softened targets, and keeps the softmax of the
-    mixed image under the id of the image that received the box (as the official code does: no extra
-    forward pass; the row is refreshed by a clean view of the sample in a later epoch with probability
-    1 - cutmix_prob). The teacher path asks the teacher about the mixed image itself.
+    With CutMix, PSKD mixes the two samples' softened targets (the store's rows mixed by the kept area;
+    the teacher is asked about the mixed image itself), and the store keeps the softmax of the mixed image
+    under the id of the image that received the box (no extra forward pass; the row is refreshed by a
+    clean view of the sample in a later epoch with probability 1 - cutmix_prob).
     """
 
     def __init__(self, ctx: MethodContext, alpha_T: float, schedule: str = "linear", past: str = "store",
@@ -137,36 +131,24 @@ class ProgressiveSelfKD(Method):
         else:
             provider = SnapshotTeacher(ctx.num_classes)
         self.pskd = PSKD(alpha, provider)
-        self.uses_store = past == "store"
 
     def begin_epoch(self, epoch: int) -> dict[str, float]:
         return {"alpha_t": self.pskd.begin_epoch(epoch)}
 
-    def targets(self, labels: Tensor, ids: Tensor, images: Tensor, num_classes: int, mix: MixInfo | None) -> Tensor:
-        if self.uses_store or mix is None:
-            return super().targets(labels, ids, images, num_classes, mix)
-        hard = mix.mix(one_hot(labels, num_classes))
-        teacher = self.pskd.past.past_probs(labels, inputs=images)
-        return (1.0 - self.pskd.alpha) * hard + self.pskd.alpha * teacher
-
-    def base_targets(self, labels: Tensor, ids: Tensor, images: Tensor, num_classes: int) -> Tensor:
-        return self.pskd.targets(labels, ids=ids, inputs=images)
-
-    def after_step(self, logits: Tensor, ids: Tensor) -> None:
-        self.pskd.past.record(ids, F.softmax(logits.detach(), dim=1))
+    def loss(self, logits: Tensor, labels: Tensor, ids: Tensor, images: Tensor, mix: MixInfo | None) -> Tensor:
+        return self.pskd.loss(logits, labels, ids=ids, inputs=images, mix=None if mix is None else mix.mix)
 
     def end_epoch(self, model: nn.Module) -> None:
         self.pskd.end_epoch(model)
 
     def resume(self, model: nn.Module) -> None:
-        if isinstance(self.pskd.past, SnapshotTeacher):
-            self.pskd.past.refresh(model)
+        self.pskd.resume(model)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"past": self.pskd.past.state_dict()}
+        return self.pskd.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pskd.past.load_state_dict(state["past"])
+        self.pskd.load_state_dict(state)
 
 
 def dataset_targets(dataset: Dataset) -> list[int]:
@@ -220,9 +202,9 @@ class PairBatchSampler(Sampler[list[int]]):
 
 class ClassWiseSelfKD(Method):
     """CS-KD (Yun et al., CVPR 2020): cross entropy on the first half of a pair batch plus
-    lambda_cls * tau^2 * KL(softmax(partner / tau) || softmax(own / tau)), the partners' logits from a
-    no-grad forward (reference code). With CutMix on the first half, the partner distributions are mixed
-    the same way as the labels."""
+    lambda_cls * common.class_wise_kl, tau^2 * KL(softmax(partner / tau) || softmax(own / tau)), the
+    partners' logits from a no-grad forward (reference code). With CutMix on the first half, the partner
+    distributions are mixed the same way as the labels."""
 
     def __init__(self, tau: float, lambda_cls: float, seed: int) -> None:
         self.tau, self.lambda_cls, self.seed = tau, lambda_cls, seed
@@ -238,18 +220,16 @@ class ClassWiseSelfKD(Method):
             own, mix = mixer(own)
         logits = forward(own).float()
         with torch.no_grad():
-            partner = F.softmax(forward(images[half:]).float() / self.tau, dim=1)
-        targets = one_hot(own_labels, logits.shape[1])
-        if mix is not None:
-            targets, partner = mix.mix(targets), mix.mix(partner)
-        loss = soft_target_cross_entropy(logits, targets) + self.lambda_cls * self.tau**2 * kd_kl(
-            logits, partner, self.tau)
+            partner = softened_teacher(forward(images[half:]), self.tau)
+        targets = mixed(one_hot(own_labels, logits.shape[1]), mix)
+        loss = soft_target_cross_entropy(logits, targets) + self.lambda_cls * class_wise_kl(
+            logits, mixed(partner, mix), self.tau)
         return StepResult(loss, logits, own_labels)
 
 
 class TeacherFreeSelf(Method):
     """TF-KD self-training (Yuan et al., CVPR 2020): a first-stage model of the same architecture, trained
-    by this suite, is the teacher: (1 - alpha) CE + alpha tau^2 KL at temperature tau (common.TFKDSelfLoss).
+    by this suite, is the teacher (common.tf_kd_self_loss; with CutMix, the teacher sees the mixed image).
 
     ``multiplier=None`` is the batch-mean KL of their Eq. 8 (``method.form=paper``); a number is their
     code's element-mean ``nn.KLDivLoss()`` times it (``form=reference``, my_loss_function.py loss_kd_self).
@@ -271,25 +251,25 @@ class TeacherFreeSelf(Method):
             raise ValueError(f"the teacher checkpoint {path} does not fit this model: {err}") from err
         self.teacher = SnapshotTeacher(ctx.num_classes)
         self.teacher.refresh(teacher.to(ctx.device))
-        self.criterion = TFKDSelfLoss(tau, alpha, multiplier)
-        self.ce_weight = 1.0 - alpha
+        self.tau, self.alpha, self.multiplier = tau, alpha, multiplier
 
-    def extra_loss(self, logits: Tensor, labels: Tensor, images: Tensor, mix: MixInfo | None) -> Tensor:
-        return self.criterion.alpha * self.criterion.kd_term(logits, self.teacher(images).float())
+    def loss(self, logits: Tensor, labels: Tensor, ids: Tensor, images: Tensor, mix: MixInfo | None) -> Tensor:
+        teacher = softened_teacher(self.teacher(images), self.tau)
+        return tf_kd_self_loss(logits, mixed(self.label_targets(labels, logits.shape[1]), mix), teacher, self.alpha,
+                               self.tau, self.multiplier)
 
 
 class TeacherFreeReg(Method):
-    """TF-KD with the hand-designed teacher (Yuan et al., Eq. 9; common.TFKDRegLoss, ``form`` as there)."""
+    """TF-KD with the hand-designed teacher (Yuan et al., Eq. 9; common.tf_kd_reg_loss, ``form`` as there).
+    With CutMix, the hand-designed teacher distributions are mixed the same way as the labels."""
 
     def __init__(self, tau: float, alpha: float, a: float, form: str, multiplier: float) -> None:
-        self.criterion = TFKDRegLoss(tau, alpha, a, form, multiplier)
-        self.ce_weight = 1.0 - alpha
+        self.tau, self.alpha, self.a, self.form, self.multiplier = tau, alpha, a, form, multiplier
 
-    def extra_loss(self, logits: Tensor, labels: Tensor, images: Tensor, mix: MixInfo | None) -> Tensor:
-        teacher = self.criterion.teacher(labels, logits.shape[1])
-        if mix is not None:
-            teacher = mix.mix(teacher)
-        return self.criterion.alpha * self.criterion.kd_term(logits, teacher)
+    def loss(self, logits: Tensor, labels: Tensor, ids: Tensor, images: Tensor, mix: MixInfo | None) -> Tensor:
+        teacher = mixed(tf_kd_reg_teacher(labels, logits.shape[1], self.a, self.tau), mix)
+        return tf_kd_reg_loss(logits, mixed(self.label_targets(labels, logits.shape[1]), mix), teacher, self.alpha,
+                              self.tau, self.form, self.multiplier)
 
 
 METHODS: dict[str, Callable[..., Method]] = {}

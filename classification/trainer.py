@@ -209,7 +209,9 @@ class Trainer:
         self.start_epoch = state["epoch"] + 1
 
     # ------------------------------------------------------------------ loops
-    def _train_loader(self, epoch: int) -> DataLoader:
+    def train_loader(self, epoch: int) -> DataLoader:
+        """The loader of ``epoch``'s training batches on this rank, shuffled by seed and epoch as training sees
+        them (with the method's batch sampler, CS-KD's pairs); ``train_epoch`` iterates it."""
         self.sampler.set_epoch(epoch)
         per_rank = self.cfg.data.batch_size // self.world
         common = {"num_workers": self.cfg.data.num_workers, "pin_memory": self.device.type == "cuda"}
@@ -226,7 +228,7 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.train_model.train()
         info = self.method.begin_epoch(epoch)
-        loader = self._train_loader(epoch)
+        loader = self.train_loader(epoch)
         total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         seen, start = 0, time.monotonic()

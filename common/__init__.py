@@ -14,7 +14,10 @@ from common.losses import (
     label_smoothing_targets,
     pskd_token_loss,
     soft_target_cross_entropy,
+    softened_teacher,
+    tf_kd_reg_loss,
     tf_kd_reg_teacher,
+    tf_kd_self_loss,
 )
 from common.metrics import (
     CalibrationBins,
@@ -67,6 +70,9 @@ __all__ = [
     "pskd_token_loss",
     "soft_target_cross_entropy",
     "soften_targets",
+    "softened_teacher",
+    "tf_kd_reg_loss",
     "tf_kd_reg_teacher",
+    "tf_kd_self_loss",
     "top_k_error",
 ]

@@ -1,6 +1,10 @@
-"""Losses of PS-KD and of its rivals, as pure functions plus small modules for any training loop.
+"""Losses of PS-KD and of its rivals: pure functions over target distributions, plus thin modules.
 
-Every loss is averaged over the batch, as in the papers' equations.
+As in timm's ``loss/cross_entropy.py``, every function takes the targets as (B, K) distributions, so a
+trainer that mixes its inputs (CutMix) mixes the targets and calls the same function; the label-taking
+modules (:class:`LabelSmoothingCrossEntropy`, :class:`ClassWiseRegularizer`, :class:`TFKDSelfLoss`,
+:class:`TFKDRegLoss`) only build the targets from labels and call them. Every loss is averaged over the
+batch, as in the papers' equations, unless it reproduces a reference code's reduction.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ def label_smoothing_targets(labels: Tensor, num_classes: int, epsilon: float) ->
 
 
 class LabelSmoothingCrossEntropy(nn.Module):
-    """Cross entropy against label-smoothed targets (supplement A.2, eq. for y_LS)."""
+    """Cross entropy against label-smoothed targets (supplement A.2, eq. for y_LS): the
+    :func:`soft_target_cross_entropy` of :func:`label_smoothing_targets`."""
 
     def __init__(self, epsilon: float = 0.1) -> None:
         super().__init__()
@@ -72,6 +77,14 @@ def _check_temperature(tau: float) -> float:
     return tau
 
 
+def softened_teacher(logits: Tensor, tau: float) -> Tensor:
+    """``softmax(logits / tau)``, detached, in float32: a teacher's (or CS-KD partner's) softened
+    distribution, the target of :func:`kd_kl`. It only serves as a target, as in the reference codes
+    (alinlab/cs-kd train.py lines 136-137, a no-grad forward; Yuan et al.'s train_kd.py line 105,
+    ``requires_grad=False``)."""
+    return F.softmax(logits.detach().float() / _check_temperature(tau), dim=1)
+
+
 def kd_kl(logits: Tensor, teacher_probs: Tensor, tau: float, multiplier: float | None = None) -> Tensor:
     """KL(teacher || softmax(logits / tau)), the distillation term shared by CS-KD and TF-KD.
 
@@ -86,19 +99,21 @@ def kd_kl(logits: Tensor, teacher_probs: Tensor, tau: float, multiplier: float |
     return F.kl_div(log_p, teacher_probs, reduction="sum") / log_p.numel() * multiplier
 
 
-def class_wise_kl(logits: Tensor, partner_logits: Tensor, tau: float) -> Tensor:
+def class_wise_kl(logits: Tensor, partner_probs: Tensor, tau: float) -> Tensor:
     """CS-KD's class-wise regulariser without its weight (Yun et al., CVPR 2020, Eq. 2).
 
-    ``tau^2 * KL(softmax(partner / tau) || softmax(logits / tau))`` summed over classes and averaged
-    over the batch. The partner (another sample of the same class) is detached: it only serves as the
-    target, as in the reference code (alinlab/cs-kd), where it comes from a no-grad forward.
+    ``tau^2 * KL(partner_probs || softmax(logits / tau))`` summed over classes and averaged over the batch
+    (alinlab/cs-kd train.py lines 95-104, ``KDLoss``). ``partner_probs`` is the softened distribution of
+    another sample of the same class, :func:`softened_teacher` of its logits (mixed like the inputs
+    where they were mixed); it is detached.
     """
     tau = _check_temperature(tau)
-    return kd_kl(logits, F.softmax(partner_logits.detach().float() / tau, dim=1), tau) * tau**2
+    return kd_kl(logits, partner_probs, tau) * tau**2
 
 
 class ClassWiseRegularizer(nn.Module):
-    """``lambda_cls * class_wise_kl(...)``: the term CS-KD adds to the cross entropy of the first half."""
+    """``lambda_cls * class_wise_kl(logits, softened_teacher(partner_logits, tau), tau)``: the term CS-KD
+    adds to the cross entropy of the first half of its pair batch."""
 
     def __init__(self, tau: float = 4.0, lambda_cls: float = 1.0) -> None:
         super().__init__()
@@ -108,17 +123,26 @@ class ClassWiseRegularizer(nn.Module):
         self.lambda_cls = float(lambda_cls)
 
     def forward(self, logits: Tensor, partner_logits: Tensor) -> Tensor:
-        return self.lambda_cls * class_wise_kl(logits, partner_logits, self.tau)
+        return self.lambda_cls * class_wise_kl(logits, softened_teacher(partner_logits, self.tau), self.tau)
+
+
+def tf_kd_self_loss(logits: Tensor, targets: Tensor, teacher_probs: Tensor, alpha: float, tau: float,
+                    multiplier: float | None = None) -> Tensor:
+    """TF-KD self-training (Yuan et al., CVPR 2020, Eq. 8) against target distributions.
+
+    ``(1 - alpha) * H(targets, softmax(s)) + alpha * tau^2 * KL(teacher_probs || softmax(s / tau))``, where
+    ``teacher_probs`` is :func:`softened_teacher` of a pre-trained model of the same architecture and
+    ``targets`` the (possibly mixed) one-hot labels. ``multiplier=None``: the batch-mean KL of the
+    equation; a number: Yuan et al.'s code (my_loss_function.py ``loss_kd_self``, line 27), whose
+    ``nn.KLDivLoss()`` averages over B x K, times that multiplier (a weight of ``multiplier / K``).
+    """
+    alpha, tau = check_alpha(alpha), _check_temperature(tau)
+    kd = tau**2 * kd_kl(logits, teacher_probs, tau, multiplier)
+    return (1.0 - alpha) * soft_target_cross_entropy(logits, targets) + alpha * kd
 
 
 class TFKDSelfLoss(nn.Module):
-    """TF-KD self-training (Yuan et al., CVPR 2020, Eq. 8).
-
-    ``(1 - alpha) * CE(logits, y) + alpha * tau^2 * KL(softmax(t / tau) || softmax(s / tau))`` where the
-    teacher is a pre-trained model of the same architecture. ``multiplier=None`` uses the batch-mean KL
-    of the equation; a number reproduces the reference code, whose ``nn.KLDivLoss()`` averages over
-    B x K and is rescaled by that multiplier (equivalent to a weight of ``multiplier / K``).
-    """
+    """:func:`tf_kd_self_loss` on hard labels and the teacher's logits."""
 
     def __init__(self, tau: float, alpha: float, multiplier: float | None = None) -> None:
         super().__init__()
@@ -126,55 +150,62 @@ class TFKDSelfLoss(nn.Module):
         self.alpha = check_alpha(alpha)
         self.multiplier = multiplier
 
-    def kd_term(self, logits: Tensor, teacher_logits: Tensor) -> Tensor:
-        """``tau^2 * KL(softmax(t / tau) || softmax(s / tau))``, the part weighted by alpha."""
-        teacher = F.softmax(teacher_logits.detach().float() / self.tau, dim=1)
-        return self.tau**2 * kd_kl(logits, teacher, self.tau, self.multiplier)
-
     def forward(self, logits: Tensor, labels: Tensor, teacher_logits: Tensor) -> Tensor:
-        ce = F.cross_entropy(logits.float(), labels)
-        return (1.0 - self.alpha) * ce + self.alpha * self.kd_term(logits, teacher_logits)
+        return tf_kd_self_loss(logits, one_hot(labels, logits.shape[1]), softened_teacher(teacher_logits, self.tau),
+                               self.alpha, self.tau, self.multiplier)
 
 
 def tf_kd_reg_teacher(labels: Tensor, num_classes: int, a: float, tau: float) -> Tensor:
     """The hand-designed teacher of TF-KD reg: softmax(p^d / tau) with p^d = a on the true class and
-    (1 - a) / (K - 1) elsewhere (Yuan et al., Eq. 9)."""
+    (1 - a) / (K - 1) elsewhere (Yuan et al., Eq. 9; my_loss_function.py lines 43-47)."""
     a = check_alpha(a, "a (correct-class probability)")
     p_d = torch.full((labels.shape[0], num_classes), (1.0 - a) / (num_classes - 1), device=labels.device)
     p_d.scatter_(1, labels.long().unsqueeze(1), a)
     return F.softmax(p_d / tau, dim=1)
 
 
-class TFKDRegLoss(nn.Module):
+TF_KD_REG_FORMS = ("paper", "reference")
+
+
+def _check_form(form: str) -> str:
+    if form not in TF_KD_REG_FORMS:
+        raise ValueError(f"form must be one of {', '.join(TF_KD_REG_FORMS)}; got {form!r}")
+    return form
+
+
+def tf_kd_reg_loss(logits: Tensor, targets: Tensor, teacher_probs: Tensor, alpha: float, tau: float,
+                   form: str = "paper", multiplier: float = 1.0) -> Tensor:
     """TF-KD with a manually designed regularisation teacher (Yuan et al., CVPR 2020, Eq. 9).
 
-    ``form="paper"``: ``(1 - alpha) * CE + alpha * KL(softmax(p^d / tau) || softmax(s / tau))``, batch-mean.
-    ``form="reference"``: the reference code's loss, where the student is *not* softened and the KL is
-    ``nn.KLDivLoss()`` (element-wise mean) times ``multiplier``:
-    ``(1 - alpha) * CE + alpha * multiplier * mean(KL(softmax(p^d / tau) || softmax(s)))``.
+    ``teacher_probs`` is :func:`tf_kd_reg_teacher` (mixed like the inputs where they were mixed), ``targets``
+    the (possibly mixed) one-hot labels.
+    ``form="paper"``: ``(1 - alpha) * H(targets, q) + alpha * KL(teacher || softmax(s / tau))``, batch-mean.
+    ``form="reference"``: Yuan et al.'s code (my_loss_function.py ``loss_kd_regularization``, line 47),
+    where the student is *not* softened and the KL is ``nn.KLDivLoss()`` (element-wise mean) times
+    ``multiplier``: ``(1 - alpha) * H(targets, q) + alpha * multiplier * mean(KL(teacher || softmax(s)))``.
     """
+    alpha, tau = check_alpha(alpha), _check_temperature(tau)
+    if _check_form(form) == "paper":
+        kd = kd_kl(logits, teacher_probs, tau)
+    else:
+        kd = kd_kl(logits, teacher_probs, 1.0, float(multiplier))
+    return (1.0 - alpha) * soft_target_cross_entropy(logits, targets) + alpha * kd
+
+
+class TFKDRegLoss(nn.Module):
+    """:func:`tf_kd_reg_loss` on hard labels, with the teacher :func:`tf_kd_reg_teacher` built from them."""
 
     def __init__(
         self, tau: float, alpha: float, a: float, form: str = "paper", multiplier: float = 1.0
     ) -> None:
         super().__init__()
-        if form not in ("paper", "reference"):
-            raise ValueError(f"form must be 'paper' or 'reference'; got {form!r}")
         self.tau = _check_temperature(tau)
         self.alpha = check_alpha(alpha)
         self.a = check_alpha(a, "a (correct-class probability)")
-        self.form = form
+        self.form = _check_form(form)
         self.multiplier = float(multiplier)
 
-    def teacher(self, labels: Tensor, num_classes: int) -> Tensor:
-        return tf_kd_reg_teacher(labels, num_classes, self.a, self.tau)
-
-    def kd_term(self, logits: Tensor, teacher_probs: Tensor) -> Tensor:
-        """The part weighted by alpha, against :meth:`teacher`'s distribution (possibly mixed)."""
-        if self.form == "paper":
-            return kd_kl(logits, teacher_probs, self.tau)
-        return kd_kl(logits, teacher_probs, 1.0, self.multiplier)
-
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
-        ce = F.cross_entropy(logits.float(), labels)
-        return (1.0 - self.alpha) * ce + self.alpha * self.kd_term(logits, self.teacher(labels, logits.shape[1]))
+        teacher = tf_kd_reg_teacher(labels, logits.shape[1], self.a, self.tau)
+        return tf_kd_reg_loss(logits, one_hot(labels, logits.shape[1]), teacher, self.alpha, self.tau, self.form,
+                              self.multiplier)

@@ -1,6 +1,8 @@
 """Where PS-KD's past predictions p_{t-1}(x) come from.
 
-Two providers share one small interface (:class:`PastPredictions`):
+Two providers share one small interface (:class:`PastPredictions`), which :class:`~common.pskd.PSKD`
+drives: ``past_probs`` (read, optionally for mixed inputs), ``record``, ``end_epoch``, ``resume`` and
+``state_dict``/``load_state_dict``. A training loop never needs to know which provider it holds.
 
 * :class:`PredictionStore`: the paper's algorithm (Alg. 1). An N x K table indexed by sample id; the
   softmax of each training forward pass is written into it and read back, for the same sample, in
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from common import distributed as ddp
-from common.targets import one_hot
+from common.targets import Mix, one_hot
 
 STORE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 SHARING_MODES = ("replicated", "node")
@@ -38,14 +40,26 @@ class PastPredictions(ABC):
     num_classes: int | None = None
 
     @abstractmethod
-    def past_probs(self, labels: Tensor, *, ids: Tensor | None = None, inputs: Any = None) -> Tensor:
-        """(B, K) float32 probabilities of the previous epoch on ``labels``' device (one-hot if none)."""
+    def past_probs(self, labels: Tensor, *, ids: Tensor | None = None, inputs: Any = None,
+                   mix: Mix | None = None) -> Tensor:
+        """(B, K) float32 probabilities of the previous epoch for the batch as the model sees it, on
+        ``labels``' device; a sample without a past prediction (epoch 0) answers its one-hot label.
+
+        ``inputs`` are the batch's inputs (mixed, if ``mix`` is given); ``mix`` says that sample i's input
+        is a mixture of samples i and others, as :data:`~common.targets.Mix` mixes per-sample tensors. Each
+        provider answers for the mixed inputs in its own way: the store mixes its rows, the teacher
+        runs on the mixed inputs.
+        """
 
     def record(self, ids: Tensor | None, probs: Tensor) -> None:  # noqa: B027 - optional hook
         """Remember this step's (B, K) probabilities of samples ``ids`` (only the store needs them)."""
 
     def end_epoch(self, model: nn.Module | None = None) -> None:  # noqa: B027 - optional hook
         """Called once after the last step of every epoch, on every rank."""
+
+    def resume(self, model: nn.Module) -> None:  # noqa: B027 - optional hook
+        """Called after a checkpoint was restored (the model's weights and :meth:`load_state_dict`), before
+        the first resumed epoch, with the restored model."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -160,7 +174,13 @@ class PredictionStore(PastPredictions):
         """Bytes held by this process's view of the table (shared pages are counted once per node)."""
         return self.table.element_size() * self.table.nelement() + self.filled.nelement()
 
-    def past_probs(self, labels: Tensor, *, ids: Tensor | None = None, inputs: Any = None) -> Tensor:
+    def past_probs(self, labels: Tensor, *, ids: Tensor | None = None, inputs: Any = None,
+                   mix: Mix | None = None) -> Tensor:
+        """The rows of ``ids``; with ``mix``, the rows mixed as the inputs were (``inputs`` are not used)."""
+        rows = self._rows(labels, ids)
+        return rows if mix is None else mix(rows)
+
+    def _rows(self, labels: Tensor, ids: Tensor | None) -> Tensor:
         if ids is None:
             raise ValueError("the prediction store is indexed by sample id: pass ids= (the dataset indices)")
         self._check_ids(ids)
@@ -202,6 +222,14 @@ class PredictionStore(PastPredictions):
         event = torch.cuda.Event()
         event.record()
         self._pending = (ids_host, probs_host, event)
+
+    def mark_filled(self) -> None:
+        """Treat every row as written, the state of every epoch after the first (each sample has been seen
+        once): reads return the table's rows and skip the one-hot fallback. For timing steady-state
+        steps without training a first epoch; the rows keep whatever values they hold."""
+        self._complete_pending_write()
+        self.filled.fill_(True)
+        self._complete = True
 
     def _check_ids(self, ids: Tensor) -> None:
         check_indices("ids", ids, self.num_samples, f"indices of the store's N={self.num_samples} training samples")
@@ -368,14 +396,22 @@ class SnapshotTeacher(PastPredictions):
         """The teacher's raw forward output (logits, or whatever the host's model returns)."""
         return self.model(*args, **kwargs)
 
-    def past_probs(self, labels: Tensor, *, ids: Tensor | None = None, inputs: Any = None) -> Tensor:
+    def past_probs(self, labels: Tensor, *, ids: Tensor | None = None, inputs: Any = None,
+                   mix: Mix | None = None) -> Tensor:
+        """The snapshot's softmax on ``inputs`` (already mixed: ``mix`` is not needed then); before the first
+        snapshot, the one-hot labels, mixed by ``mix`` as the store mixes its unwritten rows."""
         if self.ready:
             return F.softmax(self(inputs).float(), dim=1)
         if self.num_classes is None:
             raise RuntimeError("before its first snapshot the teacher answers one-hot labels: give num_classes")
-        return one_hot(labels, self.num_classes)
+        hard = one_hot(labels, self.num_classes)
+        return hard if mix is None else mix(hard)
 
     def end_epoch(self, model: nn.Module | None = None) -> None:
         if model is None:
             raise ValueError("the snapshot teacher needs the model at end_epoch(model)")
+        self.refresh(model)
+
+    def resume(self, model: nn.Module) -> None:
+        """The snapshot of the end of the checkpoint's epoch is the restored weights: take it again."""
         self.refresh(model)

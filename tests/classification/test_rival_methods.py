@@ -10,6 +10,7 @@ from torch.utils.data import DistributedSampler
 from classification.config import load_config
 from classification.data import build_datasets
 from classification.methods import ClassWiseSelfKD, MethodContext, PairBatchSampler, build_method, dataset_targets
+from classification.regularizers import MixInfo
 from classification.trainer import CHECKPOINT, RECORD, Trainer, train
 from common import one_hot
 
@@ -92,20 +93,38 @@ def test_tf_kd_self_refuses_a_missing_or_mismatched_teacher(tmp_path, teachers):
         train(_cfg(tmp_path, "tf_kd_self", "none", model_name="pyramidnet20", teacher=teachers("resnet8")))
 
 
-def test_ps_kd_with_cutmix_mixes_the_softened_targets(tiny_config):
-    from classification.regularizers import MixInfo
-    from classification.trainer import Trainer
-
-    trainer = Trainer(tiny_config("ps_kd", epochs=3))
+@pytest.mark.parametrize("past", ["store", "teacher"])
+def test_ps_kd_with_cutmix_mixes_the_softened_targets_and_keeps_the_mixed_softmax_under_the_receiving_id(
+        tiny_config, past):
+    trainer = Trainer(tiny_config("ps_kd", epochs=3, **{"method.past": past}))
     method = trainer.method
-    method.pskd.begin_epoch(2)
+    method.begin_epoch(2)
     ids, labels = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 3])
-    past = F.softmax(torch.randn(3, 4), 1)
-    method.pskd.past.record(ids, past)
+    images = torch.randn(3, 3, 8, 8)
     mix = MixInfo(torch.tensor([2, 0, 1]), 0.3)
-    got = method.targets(labels, ids, torch.zeros(3, 3, 8, 8), 4, mix)
-    soft = (1 - 0.8) * one_hot(labels, 4) + 0.8 * past
-    torch.testing.assert_close(got, 0.3 * soft + 0.7 * soft[mix.perm])
+    if past == "store":
+        previous = F.softmax(torch.randn(3, 4), 1)
+        method.pskd.past.record(ids, previous)
+        soft = (1 - 0.8) * one_hot(labels, 4) + 0.8 * previous
+        expected = 0.3 * soft + 0.7 * soft[mix.perm]
+    else:  # the snapshot is asked about the mixed image itself
+        method.end_epoch(trainer.model)
+        trainer.model.eval()
+        with torch.no_grad():
+            expected = (1 - 0.8) * mix.mix(one_hot(labels, 4)) + 0.8 * F.softmax(trainer.model(images), 1)
+    logits = torch.randn(3, 4)
+    loss = method.loss(logits, labels, ids, images, mix)
+    assert loss.item() == pytest.approx(-(expected * F.log_softmax(logits, 1)).sum(1).mean().item(), rel=1e-5)
+    if past == "store":
+        torch.testing.assert_close(method.pskd.past.past_probs(labels, ids=ids), F.softmax(logits, 1))
+
+
+def test_label_smoothing_method_is_torchs_label_smoothed_cross_entropy():
+    method = build_method(load_config(None, ["method.name=ls", "method.epsilon=0.2"]).method,
+                          MethodContext(10, 5, 1, torch.device("cpu")))
+    logits, labels = torch.randn(4, 5), torch.tensor([0, 4, 2, 2])
+    expected = F.cross_entropy(logits, labels, label_smoothing=0.2)
+    assert method.loss(logits, labels, None, None, None).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 # Yuan et al.'s TF-KD self settings (yuanli2333/Teacher-free-Knowledge-Distillation,
@@ -148,9 +167,8 @@ def _yuan_kd_regularization(outputs, labels, alpha, T, multiplier, correct_prob)
 
 
 def _loss(method, logits, labels, images):
-    """The method's default step loss for given logits: ce_weight * CE + extra_loss."""
-    extra = method.extra_loss(logits, labels, images, None)
-    return method.ce_weight * F.cross_entropy(logits, labels) + extra
+    """The loss that the method's training step takes on ``logits`` of unmixed ``images``."""
+    return method.loss(logits, labels, torch.arange(len(labels)), images, None)
 
 
 @pytest.mark.filterwarnings("ignore:reduction. .mean. divides:UserWarning")  # Yuan's reduction

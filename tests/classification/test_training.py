@@ -38,24 +38,25 @@ def test_pskd_targets_of_epoch_two_use_the_softmax_recorded_in_epoch_one(tiny_co
     trainer = Trainer(tiny_config("ps_kd", epochs=3))
     method = trainer.method
     recorded, checked = {}, []
-    original_targets, original_after_step = method.targets, method.after_step
+    original_targets, original_record = method.pskd.targets, method.pskd.record
 
-    def spy_targets(labels, ids, images, num_classes, mix):
-        targets = original_targets(labels, ids, images, num_classes, mix)
+    def spy_targets(labels, **kwargs):
+        targets = original_targets(labels, **kwargs)
         if epoch == 2:
+            ids = kwargs["ids"]
             past = torch.stack([recorded[i] for i in ids.tolist()])
             alpha = method.pskd.alpha
             torch.testing.assert_close(targets, (1 - alpha) * one_hot(labels, 4) + alpha * past)
             checked.append(len(ids))
         return targets
 
-    def spy_after_step(logits, ids):
+    def spy_record(logits, *, ids):
         if epoch == 1:
             for i, p in zip(ids.tolist(), F.softmax(logits.detach(), 1), strict=True):
                 recorded[i] = p.clone()
-        original_after_step(logits, ids)
+        original_record(logits, ids=ids)
 
-    method.targets, method.after_step = spy_targets, spy_after_step
+    method.pskd.targets, method.pskd.record = spy_targets, spy_record
     for epoch in range(3):
         trainer.train_epoch(epoch)
     assert sum(checked) == 96 and method.pskd.alpha == pytest.approx(0.8)

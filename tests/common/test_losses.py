@@ -12,6 +12,10 @@ from common import (
     class_wise_kl,
     label_smoothing_targets,
     soft_target_cross_entropy,
+    softened_teacher,
+    tf_kd_reg_loss,
+    tf_kd_reg_teacher,
+    tf_kd_self_loss,
 )
 
 LOGITS = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
@@ -52,13 +56,16 @@ def test_class_wise_kl_by_hand():
         log_q = _log_softmax_by_hand([v / tau for v in other])
         expected += sum(math.exp(lq) * (lq - lp) for lq, lp in zip(log_q, log_p, strict=True))
     expected = expected / 2 * tau**2
-    assert class_wise_kl(LOGITS, partner, tau).item() == pytest.approx(expected, rel=1e-5)
+    assert class_wise_kl(LOGITS, softened_teacher(partner, tau), tau).item() == pytest.approx(expected, rel=1e-5)
     assert ClassWiseRegularizer(tau, 2.0)(LOGITS, partner).item() == pytest.approx(2 * expected, rel=1e-5)
 
 
-def test_class_wise_kl_does_not_backpropagate_into_the_partner():
+def test_the_partner_and_the_teacher_do_not_receive_gradients():
     own, partner = LOGITS.clone().requires_grad_(), LOGITS.flip(0).clone().requires_grad_()
-    class_wise_kl(own, partner, 4.0).backward()
+    ClassWiseRegularizer(4.0)(own, partner).backward()
+    assert partner.grad is None and own.grad.abs().sum() > 0
+    own.grad = None
+    class_wise_kl(own, F.softmax(partner / 4.0, 1), 4.0).backward()
     assert partner.grad is None and own.grad.abs().sum() > 0
 
 
@@ -95,9 +102,29 @@ def test_tf_kd_reg_by_hand_both_forms():
     assert got == pytest.approx(reference, rel=1e-5)
 
 
+def test_tf_kd_losses_take_target_distributions_linearly():
+    """A trainer that mixes its inputs (CutMix) calls the same functions with mixed distributions: the CE part
+    is then the lam-weighted CE of the two labels, the KD part is taken against the mixed teacher."""
+    lam, perm = 0.3, torch.tensor([1, 0])
+    targets = F.one_hot(LABELS, 3).float()
+    mixed_targets = lam * targets + (1 - lam) * targets[perm]
+    teacher = tf_kd_reg_teacher(LABELS, 3, 0.9, 20.0)
+    mixed_teacher = lam * teacher + (1 - lam) * teacher[perm]
+    ce = lam * F.cross_entropy(LOGITS, LABELS) + (1 - lam) * F.cross_entropy(LOGITS, LABELS[perm])
+    kl = F.kl_div(F.log_softmax(LOGITS, 1), mixed_teacher, reduction="sum") / LOGITS.numel()
+    got = tf_kd_reg_loss(LOGITS, mixed_targets, mixed_teacher, 0.1, 20.0, "reference", 4.0)
+    assert got.item() == pytest.approx((0.9 * ce + 0.1 * 4.0 * kl).item(), rel=1e-5)
+    teacher = softened_teacher(LOGITS.flip(0), 6.0)
+    kl = F.kl_div(F.log_softmax(LOGITS / 6, 1), teacher, reduction="batchmean")
+    got = tf_kd_self_loss(LOGITS, mixed_targets, teacher, 0.95, 6.0)
+    assert got.item() == pytest.approx((0.05 * ce + 0.95 * 36 * kl).item(), rel=1e-5)
+
+
 @pytest.mark.parametrize("make", [lambda: ClassWiseRegularizer(tau=0), lambda: TFKDSelfLoss(tau=-1, alpha=0.5),
                                   lambda: TFKDRegLoss(20, 1.5, 0.9), lambda: TFKDRegLoss(20, 0.1, 0.9, form="x"),
-                                  lambda: LabelSmoothingCrossEntropy(2.0)])
+                                  lambda: LabelSmoothingCrossEntropy(2.0),
+                                  lambda: tf_kd_reg_loss(LOGITS, LOGITS, LOGITS, 0.1, 20.0, form="code"),
+                                  lambda: tf_kd_self_loss(LOGITS, LOGITS, LOGITS, 0.5, tau=0.0)])
 def test_bad_hyper_parameters_are_refused(make):
     with pytest.raises(ValueError):
         make()

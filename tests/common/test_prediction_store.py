@@ -97,6 +97,40 @@ def test_pskd_epoch_two_targets_use_the_softmax_recorded_in_epoch_one():
     assert pskd.alpha == pytest.approx(0.8)
 
 
+def test_with_cutmix_the_targets_mix_the_softened_targets_and_the_row_goes_to_the_receiving_id():
+    store = PredictionStore(6, 4)
+    ids, labels = torch.tensor([4, 0, 5]), torch.tensor([1, 3, 0])
+    past = _probs(3, 4)
+    store.record(ids, past)
+    pskd = PSKD(LinearAlpha(0.8, 4), store)
+    pskd.begin_epoch(1)
+    lam, perm = 0.3, torch.tensor([2, 0, 1])
+    logits = torch.randn(3, 4)
+    loss = pskd.loss(logits, labels, ids=ids, mix=lambda t: lam * t + (1 - lam) * t[perm])
+    soft = soften_targets(labels, past, 0.4)
+    expected = lam * soft + (1 - lam) * soft[perm]
+    torch.testing.assert_close(loss, -(expected * F.log_softmax(logits, 1)).sum(1).mean())
+    torch.testing.assert_close(store.past_probs(labels, ids=ids), F.softmax(logits, 1))
+
+
+def test_mark_filled_reads_the_table_without_the_one_hot_fallback():
+    store = PredictionStore(5, 3)
+    store.mark_filled()
+    labels = torch.tensor([0, 2])
+    assert torch.equal(store.past_probs(labels, ids=torch.tensor([1, 4])), torch.zeros(2, 3))
+    assert store.state_dict()["filled"].all()
+
+
+def test_pskd_state_round_trip_keeps_the_store():
+    pskd = PSKD(LinearAlpha(0.8, 3), PredictionStore(8, 3))
+    pskd.record(torch.randn(4, 3), ids=torch.tensor([1, 3, 5, 7]))
+    restored = PSKD(LinearAlpha(0.8, 3), PredictionStore(8, 3))
+    restored.load_state_dict(pskd.state_dict())
+    restored.resume(torch.nn.Linear(2, 3))
+    ids, labels = torch.arange(8), torch.zeros(8, dtype=torch.long)
+    assert torch.equal(restored.past.past_probs(labels, ids=ids), pskd.past.past_probs(labels, ids=ids))
+
+
 def test_index_values_are_read_only_on_the_cpu():
     # A "meta" tensor has no values, like a CUDA tensor whose values would have to be read back: only the
     # free dtype and shape checks run on it, the range check is for CPU tensors.

@@ -62,3 +62,12 @@ def test_soften_targets_matches_equation_4_by_hand():
 def test_soften_targets_with_one_hot_past_is_one_hot():
     labels = torch.tensor([1, 3, 0])
     torch.testing.assert_close(soften_targets(labels, one_hot(labels, 4), 0.8), one_hot(labels, 4))
+
+
+def test_soften_targets_of_mixed_inputs_mixes_the_label_part():
+    labels, perm, lam = torch.tensor([2, 0]), torch.tensor([1, 0]), 0.25
+    past = torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25]])  # already the past prediction of the mixed inputs
+    got = soften_targets(labels, past, 0.3, mix=lambda t: lam * t + (1 - lam) * t[perm])
+    expected = torch.tensor([[0.03 + 0.7 * 0.75, 0.06, 0.21 + 0.7 * 0.25],
+                             [0.15 + 0.7 * 0.25, 0.075, 0.075 + 0.7 * 0.75]])
+    torch.testing.assert_close(got, expected)

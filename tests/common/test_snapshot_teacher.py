@@ -58,3 +58,32 @@ def test_teacher_output_carries_no_grad_and_train_mode_is_an_option():
         SnapshotTeacher(mode="frozen")
     with pytest.raises(RuntimeError, match="num_classes"):
         SnapshotTeacher().past_probs(torch.tensor([0]), inputs=torch.randn(1, 4))
+
+
+def _mix(lam, perm):
+    return lambda t: lam * t + (1 - lam) * t[perm]
+
+
+def test_mixed_inputs_get_the_mixed_one_hot_before_the_first_snapshot_then_the_snapshot_on_them():
+    student = Student()
+    labels, x = torch.tensor([0, 2, 1]), torch.randn(3, 4)
+    mix = _mix(0.25, torch.tensor([2, 0, 1]))
+    pskd = PSKD(FixedAlpha(0.5), student.teacher)
+    pskd.begin_epoch(0)
+    torch.testing.assert_close(pskd.targets(labels, inputs=x, mix=mix), mix(one_hot(labels, 3)))
+    pskd.end_epoch(student)
+    student.eval()
+    expected = 0.5 * mix(one_hot(labels, 3)) + 0.5 * torch.softmax(student(x), 1)
+    torch.testing.assert_close(pskd.targets(labels, inputs=x, mix=mix), expected)
+
+
+def test_resume_takes_the_snapshot_from_the_restored_model():
+    student = Student()
+    pskd = PSKD(FixedAlpha(0.5), SnapshotTeacher(num_classes=3))
+    restored = PSKD(FixedAlpha(0.5), SnapshotTeacher(num_classes=3))
+    restored.load_state_dict(pskd.state_dict())
+    assert not restored.past.ready
+    restored.resume(student)
+    x = torch.randn(5, 4)
+    student.eval()
+    torch.testing.assert_close(restored.past(x), student(x))
