@@ -8,9 +8,13 @@ Steps (supplement C.2 for IWSLT15): pairs with an empty side are dropped (counte
 dropped (Moses' clean-corpus-n, counted); a joint BPE model is learned on the training text with
 subword-nmt (the tool of fairseq's IWSLT recipes, deterministic and pure Python) and applied to every
 split; fairseq-preprocess binarises ``bin/en-de`` and ``bin/de-en`` with one joined dictionary.
-``raw/test.<lang>`` keeps the untokenised references for detokenised BLEU. ``summary.json`` counts
-everything. IWSLT15: 8,300 training pairs held out for validation; test = dev2010 + dev2012 +
-tst2010..tst2013. Demo: the dictionary's 16,953 example pairs, 500 for validation and 1,000 for test.
+Moses' punctuation normaliser runs before tokenisation, so the model never sees (or emits) typographic
+quotes and apostrophes; ``raw/test.<lang>`` keeps the untokenised references as given, and
+:func:`normalise_punctuation` is what translation.run applies to them before detokenised BLEU, so that
+both sides are normalised alike. ``summary.json`` counts everything, beside the paper's counts
+(supplement C.2: 191K training pairs, 8,300 of them held out for validation). IWSLT15: 8,300 training
+pairs held out for validation; test = dev2010 + dev2012 + tst2010..tst2013. Demo: the dictionary's
+16,953 example pairs, 500 for validation and 1,000 for test.
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from common.cli import run_main
 from common.io import atomic_write_json
 from translation.corpus import Parallel, dictionary_sentences, iwslt15, split
 
 LANGS = ("en", "de")
 MAX_TOKENS, MAX_RATIO = 175, 1.5
+# Supplement C.2: "191K training sentence pairs, and 8,300 pairs of the training data are used for validation"
+# (it does not say whether the 191K include the 8,300); the test set's size is not given.
+PAPER_PAIRS = {"train": 191_000, "valid": 8_300, "test": None}
 
 
 def _write(path: Path, lines: list[str]) -> None:
@@ -32,11 +40,20 @@ def _write(path: Path, lines: list[str]) -> None:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
-def tokenize(lines: list[str], lang: str) -> list[str]:
-    from sacremoses import MosesPunctNormalizer, MosesTokenizer
+def normalise_punctuation(lines: list[str], lang: str) -> list[str]:
+    """Moses' normalize-punctuation.perl (sacremoses, default options) for ``lang``: typographic quotes and
+    apostrophes (’ „ “ ”) become ASCII, spacing around punctuation is made regular."""
+    from sacremoses import MosesPunctNormalizer
 
-    normalizer, tokenizer = MosesPunctNormalizer(lang=lang), MosesTokenizer(lang=lang)
-    return [tokenizer.tokenize(normalizer.normalize(line), escape=False, return_str=True) for line in lines]
+    normalizer = MosesPunctNormalizer(lang=lang)
+    return [normalizer.normalize(line) for line in lines]
+
+
+def tokenize(lines: list[str], lang: str) -> list[str]:
+    from sacremoses import MosesTokenizer
+
+    tokenizer = MosesTokenizer(lang=lang)
+    return [tokenizer.tokenize(line, escape=False, return_str=True) for line in normalise_punctuation(lines, lang)]
 
 
 def clean(en: list[str], de: list[str]) -> tuple[list[str], list[str], int]:
@@ -85,8 +102,24 @@ def prepare(splits: dict[str, dict[str, list[str]]], out: Path, bpe_merges: int,
                "--workers", "2"]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     summary["bpe_merges"] = bpe_merges
+    summary["paper_pairs"] = dict(PAPER_PAIRS)
     atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+def format_counts(summary: dict, dropped: bool = True) -> str:
+    """The prepared corpus's pair counts beside the paper's (supplement C.2), one line per split; with
+    ``dropped``, what cleaning removed."""
+    paper_pairs = summary.get("paper_pairs", PAPER_PAIRS)
+    lines = [f"{'pairs':<8} {'prepared':>9}   paper (IWSLT15, supplement C.2)"]
+    for name in ("train", "valid", "test"):
+        paper = paper_pairs.get(name)
+        lines.append(f"{name:<8} {summary['pairs'][name]:>9,}   {'not given' if paper is None else f'{paper:,}'}")
+    if dropped:
+        removed = {**summary.get("dropped_before_tokenisation", {}),
+                   "by the length filter (train)": summary.get("dropped_by_length_filter", 0)}
+        lines.append("dropped: " + ", ".join(f"{k} {v:,}" for k, v in removed.items()))
+    return "\n".join(lines)
 
 
 def _as_languages(pairs: Parallel, src_lang: str) -> dict[str, list[str]]:
@@ -126,8 +159,11 @@ def main(argv: list[str] | None = None) -> None:
     else:
         summary = prepare_demo(Path(args.out), Path(args.dictionary) if args.dictionary else None,
                                args.bpe_merges or 4000)
-    print(summary)
+    print(format_counts(summary))
+    print(f"summary: {Path(args.out) / 'summary.json'}")
 
 
 if __name__ == "__main__":
-    main()
+    from translation.corpus import CorpusError  # bad parallel text is the user's to fix
+
+    run_main(main, CorpusError)

@@ -9,8 +9,12 @@ Methods: ``baseline`` (fairseq's cross_entropy), ``ls`` (label_smoothed_cross_en
 (transformer_iwslt_de_en with fairseq's IWSLT recipe: Adam (0.9, 0.98), lr 5e-4, inverse-sqrt warm-up
 4000, dropout 0.3, weight decay 1e-4, 4096 tokens per batch, 50 epochs, shared decoder embeddings),
 ``demo`` and ``smoke`` (small Transformers on the CPU). Generation: beam 5, BPE removed, every test
-sentence kept (``--required-batch-size-multiple 1``, and the count is checked), hypotheses detokenised
-with sacremoses and scored by sacrebleu against the untokenised references; the signature is recorded.
+sentence kept (``--required-batch-size-multiple 1``, and the count is checked). Two BLEU-4 scores per run
+(common.bleu): fairseq-generate's tokenised BLEU4 (``--scoring bleu`` on the Moses-tokenised, BPE-removed
+output against the tokenised references), the one compared with the paper's 36.2 / 30.0, since the paper
+(supplement C.1) names no scorer and IWSLT papers of its time report tokenised BLEU; and sacrebleu on the
+hypotheses detokenised with sacremoses, against the references after Moses' punctuation normaliser
+(the one translation.prepare runs on the training text), with its signature.
 Extra fairseq-train options go after ``--``; for several GPUs fairseq's own distributed options apply
 (``--distributed-world-size``; see README).
 """
@@ -18,16 +22,20 @@ Extra fairseq-train options go after ``--``; for several GPUs fairseq's own dist
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from common.bleu import corpus_bleu
+from common.bleu import TokenisedBleu, corpus_bleu, parse_fairseq_bleu
+from common.cli import run_main
 from common.io import atomic_write_text
 from common.records import RunRecord, load_records
 from common.tables import write_table
+from translation.prepare import PAPER_PAIRS, format_counts, normalise_punctuation
 
 CRITERIA = {
     "baseline": ["--criterion", "cross_entropy"],
@@ -83,57 +91,120 @@ def train(data: Path, direction: str, method: str, profile: str, runs: Path, see
 
 
 HYPOTHESIS = re.compile(r"^H-(\d+)\t[^\t]*\t(.*)$")
+TARGET = re.compile(r"^T-(\d+)\t(.*)$")
+REFERENCES = "moses-punct-normalised"
 
 
-def generate(data: Path, direction: str, checkpoint: Path, beam: int = 5, cpu: bool = True) -> list[str]:
-    """Hypotheses of every test sentence, in test-set order, BPE removed and detokenised."""
+@dataclass(frozen=True)
+class Generation:
+    """fairseq-generate's output for the test set, in test-set order."""
+
+    hypotheses: list[str]  # BPE removed, detokenised with sacremoses
+    tokenised_hypotheses: list[str]  # BPE removed, Moses-tokenised: what fairseq's BLEU4 scored
+    tokenised_targets: list[str]  # the binarised references, BPE removed
+    tokenised_bleu: TokenisedBleu
+
+
+def generate(data: Path, direction: str, checkpoint: Path, beam: int = 5, cpu: bool = True) -> Generation:
+    """Translate every test sentence; fairseq's tokenised BLEU4 comes from the same call."""
     from sacremoses import MosesDetokenizer
 
     src, tgt = direction.split("-")
     cmd = [sys.executable, "-m", "fairseq_cli.generate", str(Path(data) / "bin" / direction), "--user-dir",
            TRANSLATION_DIR, "--path", str(checkpoint), "--source-lang", src, "--target-lang", tgt,
-           "--gen-subset", "test", "--beam", str(beam), "--remove-bpe", "--batch-size", "64",
+           "--gen-subset", "test", "--beam", str(beam), "--remove-bpe", "--scoring", "bleu", "--batch-size", "64",
            "--required-batch-size-multiple", "1", *(["--cpu"] if cpu else [])]
     out = subprocess.run(cmd, check=True, env=fairseq_env(), capture_output=True, text=True).stdout
     hypotheses: dict[int, str] = {}
+    targets: dict[int, str] = {}
     for line in out.splitlines():
-        match = HYPOTHESIS.match(line)
-        if match:
+        if match := HYPOTHESIS.match(line):
             hypotheses[int(match.group(1))] = match.group(2)
-    references = (Path(data) / "raw" / f"test.{tgt}").read_text(encoding="utf-8").splitlines()
-    if sorted(hypotheses) != list(range(len(references))):
-        raise RuntimeError(f"fairseq-generate returned {len(hypotheses)} hypotheses for {len(references)} test "
+        elif match := TARGET.match(line):
+            targets[int(match.group(1))] = match.group(2)
+    n_test = len((Path(data) / "raw" / f"test.{tgt}").read_text(encoding="utf-8").splitlines())
+    if sorted(hypotheses) != list(range(n_test)) or sorted(targets) != list(range(n_test)):
+        raise RuntimeError(f"fairseq-generate returned {len(hypotheses)} hypotheses for {n_test} test "
                            "sentences: none may be dropped")
     detok = MosesDetokenizer(lang=tgt)
-    return [detok.detokenize(hypotheses[i].split()) for i in range(len(references))]
+    tokenised = [hypotheses[i] for i in range(n_test)]
+    return Generation(hypotheses=[detok.detokenize(h.split()) for h in tokenised], tokenised_hypotheses=tokenised,
+                      tokenised_targets=[targets[i] for i in range(n_test)], tokenised_bleu=parse_fairseq_bleu(out))
+
+
+def read_summary(data: Path) -> dict | None:
+    path = Path(data) / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, seed: int) -> dict:
+    """Generate, score both ways and write ``record.json``; returns the record's ``final``."""
     save_dir = run_dir(runs, direction, method)
     checkpoint = save_dir / "checkpoint_best.pt"
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint}; train first (python -m translation.run train ...)")
     tgt = direction.split("-")[1]
-    hypotheses = generate(data, direction, checkpoint)
-    references = (Path(data) / "raw" / f"test.{tgt}").read_text(encoding="utf-8").splitlines()
-    bleu = corpus_bleu(hypotheses, references)
-    atomic_write_text(save_dir / "test_hypotheses.txt", "\n".join(hypotheses) + "\n")
+    generation = generate(data, direction, checkpoint)
+    raw = (Path(data) / "raw" / f"test.{tgt}").read_text(encoding="utf-8").splitlines()
+    # translation.prepare normalised the training text, so the model never emits ’ „ “: scoring it against raw
+    # references would count every typographic quote as an error.
+    references = normalise_punctuation(raw, tgt)
+    sacre = corpus_bleu(generation.hypotheses, references)
+    tok = generation.tokenised_bleu
+    atomic_write_text(save_dir / "test_hypotheses.txt", "\n".join(generation.hypotheses) + "\n")
     command = (save_dir / "train_command.txt").read_text().split() if (save_dir / "train_command.txt").exists() else []
     record = RunRecord(f"{direction}-{method}", {"method": method, "profile": profile, "data": str(data),
                                                  "train_command": command}, seed,
                        labels={"direction": direction, "method": method},
                        reference={"table": "iwslt15_bleu", "path": [direction.replace("-", "_"),
                                                                     "ps_kd" if method == "pskd" else method]})
-    final = {"bleu": bleu.score, "signature": bleu.signature, "sentences": len(hypotheses),
-             "brevity_penalty": bleu.brevity_penalty}
+    record.data["bleu"] = {
+        "compared_with_paper": "tokenised",
+        "tokenised": {"score": tok.score, "precisions": tok.precisions, "brevity_penalty": tok.brevity_penalty,
+                      "hyp_len": tok.hyp_len, "ref_len": tok.ref_len, "line": tok.line,
+                      "scorer": "fairseq-generate --scoring bleu --remove-bpe (Moses-tokenised, BPE removed)"},
+        "sacrebleu": {"score": sacre.score, "signature": sacre.signature, "precisions": sacre.precisions,
+                      "brevity_penalty": sacre.brevity_penalty, "hyp_len": sacre.hyp_len, "ref_len": sacre.ref_len},
+        "references": REFERENCES,
+        "references_detail": f"raw/test.{tgt} after sacremoses MosesPunctNormalizer(lang={tgt!r}), the normaliser "
+                             "translation.prepare runs on the training and source text",
+    }
+    summary = read_summary(data)
+    record.data["corpus"] = {"pairs": summary["pairs"] if summary else None,
+                             "paper_pairs": summary.get("paper_pairs", PAPER_PAIRS) if summary else PAPER_PAIRS}
+    final = {"bleu": tok.score, "sacrebleu": sacre.score, "signature": sacre.signature,
+             "sentences": len(generation.hypotheses), "brevity_penalty": sacre.brevity_penalty}
     record.finish(final)
     record.write(save_dir / "record.json")
     return final
 
 
+def table_notes(records: list[dict]) -> str:
+    """What the table's columns are, and the corpus counts beside the paper's (printed under the table)."""
+    signatures = sorted({r["final"]["signature"] for r in records if r.get("final", {}).get("signature")})
+    notes = [
+        "BLEU: fairseq-generate's tokenised BLEU4 (--scoring bleu on the Moses-tokenised, BPE-removed output "
+        "against the tokenised references). The paper's 36.2 (DE-EN) / 30.0 (EN-DE) are compared with this "
+        "column: the paper (supplement C.1) names no scorer, and IWSLT papers of its time report tokenised BLEU, "
+        "which runs about a point above detokenised sacrebleu.",
+        "sacrebleu: detokenised hypotheses against references passed through Moses' punctuation normaliser "
+        f"(as the training text was); signature {', '.join(signatures) or 'n/a'}.",
+    ]
+    corpora = {json.dumps((r.get("corpus") or {}).get("pairs"), sort_keys=True): r for r in records}
+    for key, record in corpora.items():
+        if key == "null":
+            continue
+        summary = {"pairs": json.loads(key), "paper_pairs": record["corpus"].get("paper_pairs", PAPER_PAIRS)}
+        notes.append(f"Corpus ({record['config']['data']}):\n\n```\n{format_counts(summary, dropped=False)}\n```")
+    return "\n\n".join(notes) + "\n"
+
+
 def table(runs: Path, out: Path) -> tuple[Path, Path]:
-    return write_table(load_records(runs), out, ["direction", "method"], columns=("bleu",),
-                       title="IWSLT-style BLEU (detokenised, sacrebleu)")
+    records = load_records(runs)
+    markdown, csv = write_table(records, out, ["direction", "method"], columns=("bleu", "sacrebleu"),
+                                title="IWSLT-style BLEU-4: tokenised (fairseq) and detokenised (sacrebleu)")
+    atomic_write_text(markdown, markdown.read_text() + "\n" + table_notes(records))
+    return markdown, csv
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -160,4 +231,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from translation.corpus import CorpusError  # bad parallel text is the user's to fix
+
+    run_main(main, CorpusError)

@@ -37,17 +37,16 @@ def test_pskd_cls_loss_by_hand_with_background_and_an_ignored_roi():
     labels = torch.tensor([0, 3, 1, 2])  # 3 classes; label 3 is the background
     weights = torch.tensor([1.0, 1.0, 0.0, 1.0])  # RoI 2 ignored
     past = F.softmax(torch.tensor([[1.0, 0, 0, 0], [0, 0, 1, 2], [0, 0, 0, 0], [0, 1, 1, 0]]), dim=1)
-    loss.alpha, loss.past = 0.5, past
-    got = loss(scores, labels, weights, avg_factor=3.0)
+    got = loss(scores, labels, weights, avg_factor=3.0, past=past, alpha=0.5)
     expected = 0.0
     for i in (0, 1, 3):
         target = 0.5 * F.one_hot(labels[i], 4).float() + 0.5 * past[i]
         expected += -(target * F.log_softmax(scores[i], 0)).sum().item()
     assert got.item() == pytest.approx(2.0 * expected / 3.0, rel=1e-5)
-    assert loss.past is None  # consumed by the call
-    plain = loss(scores, labels, weights, avg_factor=3.0)  # no past: one-hot targets, i.e. cross entropy
-    ce = F.cross_entropy(scores, labels, reduction="none")
-    assert plain.item() == pytest.approx(2.0 * (ce * weights).sum().item() / 3.0, rel=1e-5)
+    ce = 2.0 * (F.cross_entropy(scores, labels, reduction="none") * weights).sum().item() / 3.0
+    plain = loss(scores, labels, weights, avg_factor=3.0)  # as mmdet's bbox head calls it: cross entropy
+    assert plain.item() == pytest.approx(ce, rel=1e-5)
+    assert loss(scores, labels, weights, avg_factor=3.0, past=past, alpha=0.0).item() == pytest.approx(ce, rel=1e-5)
 
 
 def _demo_model():
@@ -58,21 +57,21 @@ def _demo_model():
     return MODELS.build(cfg.model)
 
 
-def test_hook_sets_alpha_and_refreshes_a_teacher_that_is_never_a_submodule():
+def test_hook_moves_the_head_on_and_the_teacher_is_never_a_submodule():
     from mmdet.registry import HOOKS
 
     model = _demo_model()
     head = model.roi_head
     n_params, keys = len(list(model.parameters())), set(model.state_dict())
-    hook = HOOKS.build(dict(type="PSKDHook", alpha_T=0.8))
-    logged = []
+    hook = HOOKS.build(dict(type="PSKDHook"))
+    logged, hub = [], {}
     runner = SimpleNamespace(model=model, epoch=0, max_epochs=4, logger=SimpleNamespace(info=logged.append),
-                             message_hub=SimpleNamespace(update_info=lambda k, v: None))
+                             message_hub=SimpleNamespace(update_info=hub.__setitem__))
     hook.before_train_epoch(runner)
-    assert head.bbox_head.loss_cls.alpha == pytest.approx(0.2) and not head.teacher.ready
+    assert head.alpha == pytest.approx(0.2) and not head.teacher.ready
     runner.epoch = 1
     hook.before_train_epoch(runner)
-    assert head.bbox_head.loss_cls.alpha == pytest.approx(0.4) and head.teacher.ready
+    assert head.alpha == pytest.approx(0.4) and head.teacher.ready and hub["pskd_alpha"] == head.alpha
     feats = torch.randn(3, 64, 7, 7)
     torch.testing.assert_close(head.teacher(feats)[0], head.bbox_head.eval()(feats)[0])
     with torch.no_grad():
@@ -80,6 +79,87 @@ def test_hook_sets_alpha_and_refreshes_a_teacher_that_is_never_a_submodule():
     assert not torch.allclose(head.teacher(feats)[0], head.bbox_head(feats)[0])  # frozen until the next epoch
     assert set(model.state_dict()) == keys and len(list(model.parameters())) == n_params
     assert "snapshot refreshed" in logged[-1]
+
+
+def test_head_owns_the_schedule_and_refuses_a_bad_config():
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(CONFIGS / "demo_faster-rcnn_r18_synthetic_pskd.py")).model.roi_head
+    fixed = MODELS.build(dict(cfg, schedule="fixed", alpha_T=0.3))
+    assert [fixed.begin_epoch(e, 3) for e in range(3)] == [0.3, 0.3, 0.3]
+    linear = MODELS.build(cfg)
+    assert linear.begin_epoch(1, 2) == pytest.approx(0.8)
+    assert linear.begin_epoch(1, 3) == pytest.approx(0.8 * 2 / 3)  # a resumed run with more epochs
+    with pytest.raises(ValueError, match="alpha_T must lie in"):
+        MODELS.build(dict(cfg, alpha_T=1.5))
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        MODELS.build(dict(cfg, schedule="cosine"))
+    plain_loss = dict(cfg, bbox_head=dict(cfg.bbox_head, loss_cls=dict(type="CrossEntropyLoss")))
+    with pytest.raises(TypeError, match="PSKDClsLoss"):
+        MODELS.build(plain_loss)
+
+
+def test_hook_refuses_a_model_without_the_pskd_head():
+    from mmdet.registry import HOOKS, MODELS
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(CONFIGS / "demo_faster-rcnn_r18_synthetic.py"))
+    runner = SimpleNamespace(model=MODELS.build(cfg.model), epoch=0, max_epochs=4)
+    with pytest.raises(TypeError, match="PSKDRoIHead"):
+        HOOKS.build(dict(type="PSKDHook")).before_train_epoch(runner)
+
+
+def _roi_head_inputs(model):
+    """The RoI head's inputs of one training step of the demo detector: (features, sampling results)."""
+    from mmdet.testing import demo_mm_inputs
+
+    torch.manual_seed(0)
+    packed = demo_mm_inputs(batch_size=2, image_shapes=[(3, 96, 96)] * 2, num_items=[3, 2], num_classes=5)
+    data = model.data_preprocessor(packed, True)
+    captured = {}
+    original = model.roi_head.bbox_loss
+
+    def capture(x, sampling_results):
+        captured.update(x=x, sampling_results=sampling_results)
+        return original(x, sampling_results)
+
+    model.roi_head.bbox_loss = capture
+    model.loss(data["inputs"], data["data_samples"])
+    del model.roi_head.bbox_loss
+    return captured["x"], captured["sampling_results"]
+
+
+def test_head_losses_are_mmdets_at_epoch_0_and_use_the_snapshot_after():
+    from mmdet.models.roi_heads import StandardRoIHead
+
+    model = _demo_model().train()
+    head = model.roi_head
+    head.begin_epoch(0, 4)
+    x, sampling_results = _roi_head_inputs(model)
+    ours = head.bbox_loss(x, sampling_results)["loss_bbox"]
+    mmdets = StandardRoIHead.bbox_loss(head, x, sampling_results)["loss_bbox"]
+    assert list(ours) == list(mmdets) == ["loss_cls", "acc", "loss_bbox"]
+    for key in mmdets:
+        torch.testing.assert_close(ours[key], mmdets[key])
+
+    head.begin_epoch(3, 4)  # the snapshot is the current head: the past prediction is today's softmax
+    seen = {}
+    original = head.bbox_head.loss_cls.forward
+
+    def spy(cls_score, labels, weight=None, avg_factor=None, **kwargs):
+        seen.update(cls_score=cls_score.detach(), labels=labels, weight=weight, avg_factor=avg_factor, **kwargs)
+        return original(cls_score, labels, weight, avg_factor, **kwargs)
+
+    head.bbox_head.loss_cls.forward = spy
+    distilled = head.bbox_loss(x, sampling_results)["loss_bbox"]
+    assert seen["alpha"] == pytest.approx(0.8)
+    torch.testing.assert_close(seen["past"], F.softmax(seen["cls_score"], dim=1))
+    targets = 0.2 * F.one_hot(seen["labels"], seen["cls_score"].shape[1]) + 0.8 * seen["past"]
+    per_roi = -(targets * F.log_softmax(seen["cls_score"], dim=1)).sum(1)
+    expected = (per_roi * seen["weight"]).sum() / seen["avg_factor"]
+    torch.testing.assert_close(distilled["loss_cls"], expected)
+    torch.testing.assert_close(distilled["loss_bbox"], mmdets["loss_bbox"])
 
 
 def test_labelme_voc_fixtures_parse_with_counted_fixups():
@@ -157,3 +237,117 @@ def test_backbone_conversion_round_trip_and_refusals(tmp_path):
     with pytest.raises(ValueError, match=r"missing \['layer4.2.conv3.weight'\]"):
         convert(tmp_path / "broken.pt", tmp_path / "y.pth")
     assert not (tmp_path / "y.pth").exists()
+
+
+def _mmdet_config(name: str) -> str:
+    """A config shipped inside the installed mmdet (what ``mmdet::name`` resolves to)."""
+    import mmdet
+
+    return str(Path(mmdet.__file__).parent / ".mim" / "configs" / name)
+
+
+MMDET_VOC = "pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py"
+
+
+def _train_leaves(dataset) -> list:
+    """The datasets that parse annotations, under RepeatDataset / ConcatDataset wrappers."""
+    if "dataset" in dataset:
+        return _train_leaves(dataset["dataset"])
+    if "datasets" in dataset:
+        return [leaf for d in dataset["datasets"] for leaf in _train_leaves(d)]
+    return [dataset]
+
+
+def test_mmdets_voc_config_drops_small_boxes_so_ours_must_override_it():
+    from mmengine.config import Config
+
+    leaves = _train_leaves(Config.fromfile(_mmdet_config(MMDET_VOC)).train_dataloader.dataset)
+    assert len(leaves) == 2 and all(leaf.filter_cfg.bbox_min_size == 32 for leaf in leaves)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.py")))
+def test_every_config_trains_on_all_boxes(name):
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(CONFIGS / name))
+    leaves = _train_leaves(cfg.train_dataloader.dataset)
+    assert leaves and all(leaf.filter_cfg.bbox_min_size == 0 for leaf in leaves), [leaf.filter_cfg for leaf in leaves]
+    assert all(leaf.filter_cfg.filter_empty_gt and leaf.filter_cfg.min_size == 32 for leaf in leaves)
+
+
+def _voc_with_a_small_box(root: Path) -> Path:
+    voc = root / "VOC2007"
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    (voc / "Annotations").mkdir()
+    (voc / "ImageSets" / "Main" / "trainval.txt").write_text("000001\n")
+    (voc / "Annotations" / "000001.xml").write_text(
+        "<annotation><filename>000001.jpg</filename><size><width>500</width><height>375</height></size>"
+        "<object><name>bottle</name><difficult>0</difficult><bndbox><xmin>101</xmin><ymin>201</ymin>"
+        "<xmax>112</xmax><ymax>230</ymax></bndbox></object>"
+        "<object><name>dog</name><difficult>0</difficult><bndbox><xmin>11</xmin><ymin>21</ymin>"
+        "<xmax>300</xmax><ymax>320</ymax></bndbox></object></annotation>")
+    return root
+
+
+@pytest.mark.parametrize("name", ["faster-rcnn_r152_fpn_voc07.py", "faster-rcnn_r50_fpn_voc0712_mmdet.py"])
+def test_an_11_by_29_pixel_box_is_a_training_target_with_our_config_and_ignored_with_mmdets(name, tmp_path):
+    from mmdet.registry import DATASETS
+    from mmengine.config import Config
+
+    root = _voc_with_a_small_box(tmp_path)
+
+    def ignore_flags(config: str) -> list[int]:
+        leaf = _train_leaves(Config.fromfile(config).train_dataloader.dataset)[0]
+        dataset = DATASETS.build(dict(type=leaf.type, data_root=f"{root}/", ann_file=leaf.ann_file,
+                                      data_prefix=leaf.data_prefix, filter_cfg=leaf.filter_cfg, pipeline=[]))
+        return [inst["ignore_flag"] for inst in dataset.get_data_info(0)["instances"]]
+
+    assert ignore_flags(str(CONFIGS / name)) == [0, 0]
+    assert ignore_flags(_mmdet_config(MMDET_VOC)) == [1, 0]
+
+
+def _unscoped(node):
+    """A config node without the ``_scope_`` keys mmengine adds to what it inherits through ``mmdet::``."""
+    if isinstance(node, dict):
+        return {k: _unscoped(v) for k, v in node.items() if k != "_scope_"}
+    if isinstance(node, (list, tuple)):
+        return [_unscoped(v) for v in node]
+    return node
+
+
+def test_the_mmdet_baseline_config_is_mmdets_own_but_for_the_box_filter_and_the_metric():
+    from mmengine.config import Config
+
+    ours = Config.fromfile(str(CONFIGS / "faster-rcnn_r50_fpn_voc0712_mmdet.py")).to_dict()
+    theirs = Config.fromfile(_mmdet_config(MMDET_VOC)).to_dict()
+    for key in ("model", "optim_wrapper", "param_scheduler", "train_cfg", "val_dataloader", "test_dataloader",
+                "auto_scale_lr"):
+        assert _unscoped(ours[key]) == _unscoped(theirs[key]), key
+    assert ours["model"]["backbone"]["depth"] == 50 and ours["model"]["roi_head"]["bbox_head"]["num_classes"] == 20
+    mine, published = (_unscoped(_train_leaves(c["train_dataloader"]["dataset"])) for c in (ours, theirs))
+    assert [leaf["ann_file"] for leaf in mine] == ["VOC2007/ImageSets/Main/trainval.txt",
+                                                   "VOC2012/ImageSets/Main/trainval.txt"]
+    for a, b in zip(mine, published, strict=True):
+        assert {**a, "filter_cfg": None} == {**b, "filter_cfg": None}
+    assert ours["train_dataloader"]["dataset"]["times"] == theirs["train_dataloader"]["dataset"]["times"] == 3
+    assert _unscoped(ours["val_evaluator"]) == {**_unscoped(theirs["val_evaluator"]), "type": "PerClassVOCMetric"}
+    assert ours["val_evaluator"]["eval_mode"] == "11points"
+
+
+def test_report_carries_mmdets_published_baseline_beside_the_paper_rows(tmp_path):
+    from mmengine.config import Config
+
+    from benchmarks.report_detection import MMDET_BASELINE, build
+    from detection.train import write_record
+
+    metrics = {f"pascal_voc/AP_{c}": 70.0 + i / 2 for i, c in enumerate(VOC_CLASSES)}
+    for name, row, mean_ap in (("faster-rcnn_r50_fpn_voc0712_mmdet.py", None, 79.9),
+                               ("faster-rcnn_r152_fpn_voc07.py", "ps_kd", 79.0)):
+        cfg = Config.fromfile(str(CONFIGS / name))
+        cfg.work_dir = str(tmp_path / "runs" / name)
+        write_record(cfg, {**metrics, "pascal_voc/mAP_percent": mean_ap}, str(CONFIGS / name), 1.0, row)
+    markdown, _ = build(tmp_path / "runs", tmp_path / "table")
+    rows = {line.split(" | ")[0].strip("| "): line for line in markdown.read_text().splitlines()[2:] if "|" in line}
+    assert rows["mmdet_r50_voc0712"].rstrip(" |").endswith("79.90 | 80.40 | -0.50")
+    assert rows["ps_kd"].rstrip(" |").endswith("79.00 | 79.50 | -0.50")  # Table S3, PS-KD
+    assert "80.4" in MMDET_BASELINE["source"] and MMDET_BASELINE["source"] in markdown.read_text()
