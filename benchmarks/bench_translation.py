@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--direction", default="de-en")
     args = parser.parse_args()
     ls = epoch_wps(Path(args.data), args.direction, "ls", args.profile)
-    pskd = epoch_wps(Path(args.data), args.direction, "pskd", args.profile)
+    pskd = epoch_wps(Path(args.data), args.direction, "ps_kd", args.profile)
     print(f"{args.profile} model, {args.direction}, epoch 2: label smoothing {ls[2]:.0f} words/s, PS-KD {pskd[2]:.0f} "
           f"words/s; step-time ratio {ls[2] / pskd[2]:.3f} (epoch 1, no teacher yet: {ls[1]:.0f} vs {pskd[1]:.0f})")
 

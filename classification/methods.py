@@ -35,6 +35,7 @@ from common import (
     tf_kd_reg_teacher,
     tf_kd_self_loss,
 )
+from common.methods import method_names
 
 Forward = Callable[[Tensor], Tensor]
 Mixer = Callable[[Tensor], tuple[Tensor, MixInfo | None]]
@@ -276,6 +277,9 @@ METHODS: dict[str, Callable[..., Method]] = {}
 
 
 def register_method(name: str) -> Callable[[Callable[..., Method]], Callable[..., Method]]:
+    """Register ``name``, a name of the common vocabulary (common.methods), as a classification method."""
+    (name,) = method_names([name])
+
     def add(builder: Callable[..., Method]) -> Callable[..., Method]:
         METHODS[name] = builder
         return builder

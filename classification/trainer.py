@@ -7,74 +7,52 @@ metrics are reduced over ranks, append to the run record, and write a checkpoint
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
 import random
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from classification.config import Config, ConfigError, config_from_dict, result_changing_differences
-from classification.data import build_datasets
+from classification.evaluate import (
+    CHECKPOINT,
+    autocast,
+    evaluate_model,
+    load_checkpoint,
+    run_datasets,
+    run_model,
+    runtime_device,
+)
 from classification.methods import MethodContext, build_method
-from classification.models import build_model
 from classification.regularizers import CutMix
-from common import ClassificationMetrics
 from common import distributed as ddp
-from common.io import UnreadableFile, atomic_write, load_tensors
+from common.io import UnreadableFile, atomic_write
+from common.methods import paper_row
 from common.records import RunRecord
 
-CHECKPOINT = "checkpoint.pt"
 RECORD = "record.json"
 PREDICTIONS = "val_predictions.pt"
-
-
-# The paper's tables name TF-KD once; the suite has its two variants.
-PAPER_METHOD_KEYS = {"tf_kd_self": "tf_kd", "tf_kd_reg": "tf_kd"}
+TENSORBOARD = "tb"  # beside the record, so that `tensorboard --logdir <output_dir>` finds every run
 
 
 def paper_reference(cfg: Config) -> dict[str, Any] | None:
-    """The config's pointer into the paper's tables, with ``{method}`` replaced by the paper's method key."""
+    """The config's pointer into the paper's tables, with ``{method}`` replaced by the method's paper row."""
     if not cfg.reference:
         return None
-    key = PAPER_METHOD_KEYS.get(cfg.method.name, cfg.method.name)
+    key = paper_row(cfg.method.name)
     return {**cfg.reference, "path": [str(p).replace("{method}", key) for p in cfg.reference.get("path", [])]}
 
 
 class NonFiniteLoss(RuntimeError):
     """Training produced NaN or inf; the last good checkpoint is kept."""
-
-
-class ShardSampler(Sampler[int]):
-    """Rank r of w evaluates samples r, r + w, ...: every sample once, no padding duplicates."""
-
-    def __init__(self, size: int, rank: int, world: int) -> None:
-        self.indices = list(range(rank, size, world))
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
-def _device(cfg: Config) -> torch.device:
-    if cfg.runtime.device == "cuda" or (cfg.runtime.device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("runtime.device=cuda but CUDA is not available; use runtime.device=cpu")
-        return torch.device("cuda", ddp.local_rank() if ddp.is_distributed() else 0)
-    return torch.device("cpu")
 
 
 def _init_distributed(cfg: Config) -> None:
@@ -108,11 +86,17 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def _autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
-    if cfg.runtime.amp == "off":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if cfg.runtime.amp == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+def tensorboard_scalars(row: dict[str, Any]) -> dict[str, float]:
+    """An epoch of the run record as TensorBoard tags: ``val_nll`` -> ``val/nll``, ``train_loss`` ->
+    ``train/loss``, the rest (``lr``, ``alpha_t``, ``seconds``) as they are. The record stays the source of
+    the tables; these are for watching a run."""
+    tags = {}
+    for key, value in row.items():
+        if key == "epoch" or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        split, _, rest = key.partition("_")
+        tags[f"{split}/{rest}" if split in ("train", "val") and rest else key] = float(value)
+    return tags
 
 
 class Trainer:
@@ -124,18 +108,15 @@ class Trainer:
         if cfg.runtime.threads:
             torch.set_num_threads(cfg.runtime.threads)
         self.rank, self.world = ddp.rank(), ddp.world_size()
-        self.device = _device(cfg)
+        self.device = runtime_device(cfg.runtime)
         _seed_everything(cfg.seed, cfg.runtime.deterministic)
         self.run_dir = cfg.run_dir
-        self.splits = build_datasets(cfg.data.name, cfg.data.root, cfg.data.download, cfg.data.train_size,
-                                     cfg.data.test_size, cfg.data.num_classes, cfg.data.image_size,
-                                     cfg.regularizer.cutout, cfg.data.imagenet_transform)
+        self.splits = run_datasets(cfg)
         if cfg.data.batch_size % self.world:
             raise ValueError(f"data.batch_size={cfg.data.batch_size} (the global batch) must be divisible by the "
                              f"{self.world} processes")
         def model_builder() -> nn.Module:
-            return build_model(cfg.model.name, self.splits.num_classes, self.splits.in_channels,
-                               cfg.model.shakedrop_gate)
+            return run_model(cfg, self.splits)
 
         self.model = model_builder().to(self.device)
         if cfg.runtime.channels_last:
@@ -222,7 +203,7 @@ class Trainer:
         return DataLoader(self.splits.train, batch_size=per_rank, sampler=self.sampler, drop_last=False, **common)
 
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
-        with _autocast(self.cfg, self.device):
+        with autocast(self.cfg.runtime, self.device):
             return self.train_model(images)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -265,33 +246,10 @@ class Trainer:
         print(f"  epoch {epoch} step {step}/{steps} loss {loss:.4f} ({elapsed:.0f}s, epoch ETA {eta:.0f}s)",
               file=sys.stderr, flush=True)
 
-    @torch.no_grad()
     def evaluate(self, keep_predictions: bool = False) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
-        """Metrics over the whole test set, each rank scoring its shard; optionally every probability."""
-        self.model.eval()
-        loader = DataLoader(self.splits.test, batch_size=self.cfg.data.test_batch_size,
-                            sampler=ShardSampler(len(self.splits.test), self.rank, self.world),
-                            num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
-        metrics = ClassificationMetrics()
-        kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        for images, labels, ids in loader:
-            images = images.to(self.device, non_blocking=True)
-            if self.cfg.runtime.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with _autocast(self.cfg, self.device):
-                logits = self.model(images)
-            probs = F.softmax(logits.float(), dim=1)
-            metrics.update(probs, labels.to(self.device), logits=logits)
-            if keep_predictions:
-                kept.append((ids, probs.cpu(), labels))
-        result = metrics.compute()
-        if not keep_predictions:
-            return result, None
-        ids, probs, labels = (torch.cat(parts) for parts in zip(*kept, strict=True))
-        if self.world > 1:
-            ids, probs, labels = (ddp.all_gather_variable(t) for t in (ids, probs, labels))
-        order = ids.argsort()
-        return result, {"ids": ids[order], "probs": probs[order].half(), "labels": labels[order]}
+        """:func:`classification.evaluate.evaluate_model` of the model on this run's test set."""
+        return evaluate_model(self.model, self.splits.test, self.cfg.runtime, self.cfg.data.test_batch_size,
+                              self.cfg.data.num_workers, keep_predictions)
 
     def fit(self) -> dict[str, Any]:
         epochs = self.cfg.optim.epochs
@@ -301,6 +259,11 @@ class Trainer:
             return self.record.data["final"] or {}
         run_start = time.monotonic()
         final: dict[str, Any] = {}
+        writer = None
+        if self.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.run_dir / TENSORBOARD))
         for epoch in range(self.start_epoch, epochs):
             epoch_start = time.monotonic()
             train = self.train_epoch(epoch)
@@ -323,6 +286,11 @@ class Trainer:
                 if last:
                     atomic_write(self.run_dir / PREDICTIONS, lambda f, p=predictions: torch.save(p, f))
                 self.record.write(self.run_dir / RECORD)
+                for tag, value in tensorboard_scalars(self.record.data["epochs"][-1]).items():
+                    writer.add_scalar(tag, value, epoch)
+                writer.flush()  # a run that stops later keeps the epochs it finished
+        if writer is not None:
+            writer.close()
         return final
 
 
@@ -334,19 +302,3 @@ def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
     finally:
         if ddp.is_distributed():
             dist.destroy_process_group()
-
-
-CHECKPOINT_KEYS = ("epoch", "config", "model")
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint written by this trainer, loaded with ``weights_only=True`` (tensors and plain containers
-    only); a missing, unreadable or foreign file raises a user error that names it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}: give a run's {CHECKPOINT} (output_dir/name/{CHECKPOINT})")
-    state = load_tensors(path)
-    missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
-    if missing:
-        raise UnreadableFile(f"{path} is not a checkpoint of classification.train (it lacks {', '.join(missing)})")
-    return state

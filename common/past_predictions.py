@@ -332,17 +332,6 @@ def _same_local_rank_group() -> dist.ProcessGroup | None:
     return mine
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
-
-
 class SnapshotTeacher(PastPredictions):
     """A frozen copy of the model taken at an epoch boundary, evaluated without grad.
 
@@ -383,7 +372,7 @@ class SnapshotTeacher(PastPredictions):
 
     def refresh(self, model: nn.Module) -> None:
         """Copy the student's current weights (and buffers) into the teacher."""
-        student = unwrap_model(model)
+        student = ddp.unwrap_model(model)
         if self._model is None:
             self._model = copy.deepcopy(student)
             self._model.requires_grad_(False)

@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 from mmengine.config import DictAction
-from mmengine.runner import Runner
 
 from common.cli import document_debug_flag, run_main
-from detection.train import load_cfg, write_record
+from detection.runs import ROWS, build_runner, load_cfg, write_record
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work-dir")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
-    parser.add_argument("--row", help="the run's row in the results table (see detection.train)")
+    parser.add_argument("--row", choices=ROWS, help="the run's row in the results table (see detection.train)")
     document_debug_flag(parser)
     args = parser.parse_args(argv)
     if not Path(args.checkpoint).is_file():
@@ -32,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_cfg(args.config, args.work_dir, args.cfg_options, args.launcher)
     cfg.load_from = args.checkpoint
     start = time.monotonic()
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     metrics = runner.test()
     if runner.rank == 0:
         print(f"record: {write_record(cfg, metrics, args.config, time.monotonic() - start, args.row)}")

@@ -27,8 +27,6 @@ from common.cli import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "classification"))
-from tiny_runs import tiny_overrides  # noqa: E402
 
 
 def _env(**extra):
@@ -76,7 +74,7 @@ def test_evaluate_of_a_missing_checkpoint(tmp_path):
     assert f"no checkpoint at {tmp_path / 'run' / CHECKPOINT}" in line
 
 
-def test_resume_of_a_truncated_checkpoint_names_it_and_what_can_be_done(tmp_path):
+def test_resume_of_a_truncated_checkpoint_names_it_and_what_can_be_done(tmp_path, tiny_overrides):
     overrides = tiny_overrides(tmp_path, epochs=1)
     cfg = load_config(None, overrides)
     train(cfg)
@@ -91,7 +89,7 @@ def test_resume_of_a_truncated_checkpoint_names_it_and_what_can_be_done(tmp_path
 
 
 @pytest.mark.slow
-def test_resume_with_a_changed_setting_is_one_line(tmp_path):
+def test_resume_with_a_changed_setting_is_one_line(tmp_path, tiny_overrides):
     overrides = tiny_overrides(tmp_path, epochs=1)
     train(load_config(None, overrides))
     proc = _run("classification.train", *overrides, "optim.lr=0.07", "--resume")
@@ -120,7 +118,7 @@ def test_a_boolean_in_a_yaml_file_for_a_string_key_says_to_quote_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_runtime_amp_off_is_accepted_on_the_command_line(tmp_path):
+def test_runtime_amp_off_is_accepted_on_the_command_line(tmp_path, tiny_overrides):
     overrides = tiny_overrides(tmp_path, epochs=1, **{"data.train_size": 16, "data.test_size": 16})
     proc = _run("classification.train", *overrides, "runtime.amp=off")
     assert proc.returncode == 0, proc.stderr

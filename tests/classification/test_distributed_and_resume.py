@@ -16,8 +16,6 @@ from classification.trainer import CHECKPOINT, RECORD
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-from tiny_runs import tiny_overrides  # noqa: E402
 
 
 def _env(**extra):
@@ -50,7 +48,7 @@ def _run_ranks(tmp_path, world, overrides):
 
 
 @pytest.mark.slow
-def test_ddp_two_gloo_ranks_share_one_store_and_match_a_single_process_run(tmp_path):
+def test_ddp_two_gloo_ranks_share_one_store_and_match_a_single_process_run(tmp_path, tiny_overrides):
     overrides = tiny_overrides(tmp_path, "ps_kd", epochs=3, **{"optim.lr": 0.05})
     ranks = _run_ranks(tmp_path / "ddp", 2, [*overrides, "output_dir=" + str(tmp_path / "ddp")])
     (single,) = _run_ranks(tmp_path / "one", 1, [*overrides, "output_dir=" + str(tmp_path / "one")])
@@ -69,7 +67,7 @@ def _train_cmd(overrides, resume=False):
 
 
 @pytest.mark.slow
-def test_run_killed_mid_training_and_resumed_ends_with_the_same_metrics(tmp_path):
+def test_run_killed_mid_training_and_resumed_ends_with_the_same_metrics(tmp_path, tiny_overrides):
     base = tiny_overrides(tmp_path, "ps_kd", epochs=6, **{"data.train_size": 256, "optim.milestones": "[3]"})
     straight = [*base, f"output_dir={tmp_path / 'straight'}"]
     killed = [*base, f"output_dir={tmp_path / 'killed'}"]

@@ -1,6 +1,4 @@
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +11,6 @@ from classification.methods import ClassWiseSelfKD, MethodContext, PairBatchSamp
 from classification.regularizers import MixInfo
 from classification.trainer import CHECKPOINT, RECORD, Trainer, train
 from common import one_hot
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_runs import tiny_overrides
 
 
 def test_pair_sampler_partners_share_the_class_and_first_halves_cover_the_shard():
@@ -45,52 +40,58 @@ def test_cs_kd_step_is_cross_entropy_on_the_first_half_plus_the_class_wise_term(
 
 
 @pytest.fixture(scope="module")
-def teachers(tmp_path_factory):
+def teachers(tmp_path_factory, rival_cfg):
     """Baseline tiny runs that serve as TF-KD self teachers, one per architecture."""
     cache = {}
 
     def checkpoint(model):
         if model not in cache:
             root = tmp_path_factory.mktemp(f"teacher-{model}")
-            train(_cfg(root, "baseline", "none", model_name=model))
+            train(rival_cfg(root, "baseline", "none", model_name=model))
             cache[model] = root / "tiny-baseline" / CHECKPOINT
         return cache[model]
 
     return checkpoint
 
 
-def _cfg(root, method, regularizer, model_name="resnet8", teacher=None):
-    extra = {"model.name": model_name}
-    if regularizer in ("cutout",):
-        extra["regularizer.cutout"] = 4
-    if regularizer in ("cutmix", "cutmix_shakedrop"):
-        extra["regularizer.cutmix_prob"] = 0.5
-    if teacher:
-        extra["method.teacher_checkpoint"] = str(teacher)
-    if method == "tf_kd_reg":
-        extra.update({"method.tau": 20.0, "method.alpha": 0.3, "method.a": 0.9})
-    return load_config(None, tiny_overrides(root, method, 2, **extra))
+@pytest.fixture(scope="module")
+def rival_cfg(tiny_overrides):
+    """``rival_cfg(root, method, regularizer, model_name, teacher)``: a tiny two-epoch run's config."""
+
+    def make(root, method, regularizer, model_name="resnet8", teacher=None):
+        extra = {"model.name": model_name}
+        if regularizer in ("cutout",):
+            extra["regularizer.cutout"] = 4
+        if regularizer in ("cutmix", "cutmix_shakedrop"):
+            extra["regularizer.cutmix_prob"] = 0.5
+        if teacher:
+            extra["method.teacher_checkpoint"] = str(teacher)
+        if method == "tf_kd_reg":
+            extra.update({"method.tau": 20.0, "method.alpha": 0.3, "method.a": 0.9})
+        return load_config(None, tiny_overrides(root, method, 2, **extra))
+
+    return make
 
 
 @pytest.mark.parametrize("regularizer", ["none", "cutout", "cutmix", "cutmix_shakedrop"])
 @pytest.mark.parametrize("method", ["baseline", "ls", "cs_kd", "tf_kd_self", "tf_kd_reg", "ps_kd"])
-def test_two_epochs_of_every_method_with_every_regulariser(tmp_path, teachers, method, regularizer):
+def test_two_epochs_of_every_method_with_every_regulariser(tmp_path, teachers, rival_cfg, method, regularizer):
     model_name = "pyramidnet20_shakedrop" if regularizer == "cutmix_shakedrop" else "resnet8"
     teacher = teachers(model_name) if method == "tf_kd_self" else None
-    cfg = _cfg(tmp_path, method, regularizer, model_name, teacher)
+    cfg = rival_cfg(tmp_path, method, regularizer, model_name, teacher)
     final = train(cfg)
     record = json.loads((cfg.run_dir / RECORD).read_text())
     assert final["n"] == 64 and len(record["epochs"]) == 2
     assert all(torch.isfinite(torch.tensor(e["train_loss"])) for e in record["epochs"])
 
 
-def test_tf_kd_self_refuses_a_missing_or_mismatched_teacher(tmp_path, teachers):
+def test_tf_kd_self_refuses_a_missing_or_mismatched_teacher(tmp_path, teachers, rival_cfg):
     with pytest.raises(ValueError, match="teacher_checkpoint is required"):
-        train(_cfg(tmp_path, "tf_kd_self", "none"))
+        train(rival_cfg(tmp_path, "tf_kd_self", "none"))
     with pytest.raises(FileNotFoundError, match="no TF-KD teacher checkpoint"):
-        train(_cfg(tmp_path, "tf_kd_self", "none", teacher=tmp_path / "nope.pt"))
+        train(rival_cfg(tmp_path, "tf_kd_self", "none", teacher=tmp_path / "nope.pt"))
     with pytest.raises(ValueError, match="does not fit this model"):
-        train(_cfg(tmp_path, "tf_kd_self", "none", model_name="pyramidnet20", teacher=teachers("resnet8")))
+        train(rival_cfg(tmp_path, "tf_kd_self", "none", model_name="pyramidnet20", teacher=teachers("resnet8")))
 
 
 @pytest.mark.parametrize("past", ["store", "teacher"])
@@ -173,8 +174,8 @@ def _loss(method, logits, labels, images):
 
 @pytest.mark.filterwarnings("ignore:reduction. .mean. divides:UserWarning")  # Yuan's reduction
 @pytest.mark.parametrize("form", ["reference", "paper"])
-def test_tf_kd_self_form_selects_yuans_code_or_the_equation(tmp_path, teachers, form):
-    cfg = _cfg(tmp_path, "tf_kd_self", "none", teacher=teachers("resnet8"))
+def test_tf_kd_self_form_selects_yuans_code_or_the_equation(tmp_path, teachers, rival_cfg, form):
+    cfg = rival_cfg(tmp_path, "tf_kd_self", "none", teacher=teachers("resnet8"))
     cfg.method.form, cfg.method.alpha, cfg.method.tau, cfg.method.multiplier = form, 0.95, 20.0, 50.0
     method = Trainer(cfg).method
     torch.manual_seed(0)

@@ -1,13 +1,7 @@
-import sys
-from pathlib import Path
-
 import pytest
 
 from classification.config import ConfigError
 from classification.search import draw_trials, expand_values, load_space, run_search
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tiny_runs import tiny_overrides
 
 
 def test_table_s2_spaces_expand_as_written_in_the_supplement():
@@ -31,7 +25,7 @@ def test_draws_are_distinct_and_repeatable():
 
 
 @pytest.mark.slow
-def test_search_resumes_without_rerunning_finished_trials(tmp_path, capsys):
+def test_search_resumes_without_rerunning_finished_trials(tmp_path, capsys, tiny_overrides):
     space = tmp_path / "space.yaml"
     space.write_text('ps_kd:\n  alpha_T: "0.2..0.8 step 0.3"\n')
     overrides = [o for o in tiny_overrides(tmp_path, "ps_kd", 1) if not o.startswith(("name=", "output_dir=",

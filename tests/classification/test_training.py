@@ -1,3 +1,4 @@
+import copy
 import json
 import math
 
@@ -5,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from classification.models import build_model
 from classification.trainer import CHECKPOINT, PREDICTIONS, RECORD, NonFiniteLoss, Trainer, train
 from common import one_hot
 
@@ -62,9 +64,48 @@ def test_pskd_targets_of_epoch_two_use_the_softmax_recorded_in_epoch_one(tiny_co
     assert sum(checked) == 96 and method.pskd.alpha == pytest.approx(0.8)
 
 
-def test_snapshot_teacher_variant_trains(tiny_config):
-    final = train(tiny_config("ps_kd", epochs=2, **{"method.past": "teacher"}))
-    assert final["n"] == 64
+def _first_batch_step(trainer, epoch):
+    """The method's training step on the first batch of ``epoch``, and that batch."""
+    trainer.method.begin_epoch(epoch)
+    trainer.train_model.train()
+    images, labels, ids = next(iter(trainer.train_loader(epoch)))
+    return trainer.method.step(trainer.model, images, labels, ids, None), images, labels
+
+
+def test_snapshot_teacher_variant_trains_towards_the_previous_epochs_model(tiny_config):
+    trainer = Trainer(tiny_config("ps_kd", epochs=2, **{"method.past": "teacher"}))
+    trainer.train_epoch(0)
+    previous = copy.deepcopy(trainer.model).eval()  # the weights at the end of epoch 0
+    result, images, labels = _first_batch_step(trainer, 1)
+    with torch.no_grad():
+        past = F.softmax(previous(images), 1)
+    alpha = 0.8 * (1 + 1) / 2  # Eq. 5 at epoch 1 of 2
+    targets = (1 - alpha) * F.one_hot(labels, 4).float() + alpha * past  # Eq. 4
+    expected = -(targets * F.log_softmax(result.logits, 1)).sum(1).mean()
+    assert result.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    # A student that had ignored its teacher would have trained on the labels alone.
+    assert abs(result.loss.item() - F.cross_entropy(result.logits, labels).item()) > 1e-3
+
+
+def test_tf_kd_self_loss_follows_the_teacher_checkpoint(tiny_config):
+    teacher_cfg = tiny_config("baseline", epochs=1)
+    train(teacher_cfg)
+    tau, alpha = 4.0, 0.9
+    trainer = Trainer(tiny_config("tf_kd_self", epochs=1, **{
+        "method.teacher_checkpoint": str(teacher_cfg.run_dir / CHECKPOINT), "method.tau": tau,
+        "method.alpha": alpha}))
+    teacher = build_model("resnet8", 4)
+    teacher.load_state_dict(torch.load(teacher_cfg.run_dir / CHECKPOINT, weights_only=True)["model"])
+    result, images, labels = _first_batch_step(trainer, 0)
+    with torch.no_grad():
+        soft = F.softmax(teacher.eval()(images) / tau, 1)
+    # Yuan et al., Eq. 8: (1 - alpha) CE + alpha tau^2 KL(teacher_tau || student_tau), batch mean
+    kl = (soft * (soft.log() - F.log_softmax(result.logits / tau, 1))).sum(1).mean()
+    expected = (1 - alpha) * F.cross_entropy(result.logits, labels) + alpha * tau**2 * kl
+    assert result.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    # The loss moves with the teacher's answer: on shifted images the teacher answers otherwise.
+    other = trainer.method.loss(result.logits, labels, torch.arange(len(labels)), images + 1.0, None)
+    assert abs(other.item() - result.loss.item()) > 1e-3
 
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tiny_config):

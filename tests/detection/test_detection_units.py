@@ -338,7 +338,7 @@ def test_report_carries_mmdets_published_baseline_beside_the_paper_rows(tmp_path
     from mmengine.config import Config
 
     from benchmarks.report_detection import MMDET_BASELINE, build
-    from detection.train import write_record
+    from detection.runs import write_record
 
     metrics = {f"pascal_voc/AP_{c}": 70.0 + i / 2 for i, c in enumerate(VOC_CLASSES)}
     for name, row, mean_ap in (("faster-rcnn_r50_fpn_voc0712_mmdet.py", None, 79.9),

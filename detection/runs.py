@@ -1,0 +1,71 @@
+"""What detection.train and detection.test share: the config as they load it, the Runner they build from it,
+and the run record they write."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from common.methods import method_names
+from common.records import RunRecord
+from detection.voc import make_synthetic_voc
+
+# A run's row: Table S3's rows name the method that pre-trained the backbone; ps_kd_head (beyond the paper)
+# also runs PS-KD in the detector's RoI classifier.
+ROWS = method_names(["baseline", "ls", "cs_kd", "tf_kd", "ps_kd", "ps_kd_cutmix", "ps_kd_head"])
+
+
+def load_cfg(config: str, work_dir: str | None, options: dict[str, Any] | None, launcher: str = "none") -> Config:
+    """``config`` with the command line's options and work dir; makes the synthetic VOC set on first use, and on
+    CPUs under ``--launcher pytorch`` starts gloo (mmengine would call torch.cuda.set_device)."""
+    if not Path(config).is_file():
+        raise FileNotFoundError(f"no detection config at {config}: give the path of a config file, e.g. "
+                                "detection/configs/demo_faster-rcnn_r18_synthetic_pskd.py")
+    cfg = Config.fromfile(config)
+    if options:
+        cfg.merge_from_dict(options)
+    cfg.work_dir = work_dir or str(Path("work_dirs") / Path(config).stem)
+    cfg.launcher = launcher
+    data_root = cfg.train_dataloader.dataset.get("dataset", cfg.train_dataloader.dataset).get("data_root", "")
+    if str(data_root).rstrip("/").endswith("synthetic_voc") and not (Path(data_root) / "VOC2007").is_dir():
+        make_synthetic_voc(data_root)
+    if launcher == "pytorch" and not torch.cuda.is_available():
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False)
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """mmengine's Runner for ``cfg``, allowed to read back mmengine's own checkpoints (resume, ``load_from``):
+    they hold non-tensor objects, which torch >= 2.6 refuses to load with ``weights_only=True``."""
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    return Runner.from_cfg(cfg)
+
+
+def default_row(cfg: Config) -> str:
+    """``ps_kd_head`` when the config runs PS-KD in the RoI head (its PSKDHook), else ``baseline``."""
+    return "ps_kd_head" if any(h.get("type") == "PSKDHook" for h in cfg.get("custom_hooks", [])) else "baseline"
+
+
+def write_record(cfg: Config, metrics: dict[str, float], config: str, wall: float, row: str | None = None) -> Path:
+    """``record.json`` in the work dir: per-class AP and mAP (%), labelled by ``row`` (one of :data:`ROWS`;
+    :func:`default_row` when not given)."""
+    method = row or default_row(cfg)
+    classes = cfg.val_dataloader.dataset.get("metainfo", {}).get("classes")
+    seed = cfg.get("randomness", {}).get("seed")
+    record = RunRecord(Path(config).stem, {"config": config, "text": cfg.pretty_text}, seed,
+                       labels={"config": Path(config).stem, "method": method},
+                       reference={"table": "table_s3", "path": [method]} if classes is None else None)
+    final = {k.split("/")[-1]: v for k, v in metrics.items()}
+    final = {("map" if k == "mAP_percent" else k.removeprefix("AP_")): v for k, v in final.items()
+             if k.startswith("AP_") or k == "mAP_percent"}
+    record.finish(final)
+    record.data["wall_time_s"] = wall
+    return record.write(Path(cfg.work_dir) / "record.json")

@@ -1,0 +1,49 @@
+"""The README's evaluation command, run as a user runs it on a finished run's checkpoint."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from classification.config import load_config
+from classification.evaluate import CHECKPOINT
+from classification.trainer import RECORD, train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _readme_evaluate_command():
+    """The ``classification.evaluate`` line of the README's Classification code block, split into words."""
+    section = (REPO / "README.md").read_text().split("\n## Classification\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    (line,) = [line for line in block.splitlines() if "-m classification.evaluate" in line]
+    return shlex.split(line.split("#", 1)[0])
+
+
+def test_readme_evaluate_command_scores_a_finished_runs_checkpoint(tmp_path, tiny_overrides):
+    words = _readme_evaluate_command()
+    readme_checkpoint = words[words.index("--checkpoint") + 1]
+    demo = load_config("demo/ps_kd")
+    assert Path(readme_checkpoint) == demo.run_dir / CHECKPOINT  # the README's training command writes it
+    # A tiny synthetic run with the demo's runtime (bf16 autocast, channels_last), finished, so that its run
+    # folder holds a checkpoint (which a Trainer would refuse to start in).
+    runtime = {"runtime.amp": demo.runtime.amp, "runtime.channels_last": demo.runtime.channels_last}
+    cfg = load_config(None, tiny_overrides(tmp_path, "ps_kd", 2, **runtime))
+    train(cfg)
+    checkpoint = cfg.run_dir / CHECKPOINT
+    command = [sys.executable if w.endswith("python") else w for w in words]
+    command[command.index("--checkpoint") + 1] = str(checkpoint)
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    final = json.loads((cfg.run_dir / RECORD).read_text())["final"]
+    assert printed["checkpoint"] == str(checkpoint) and printed["epoch"] == 1
+    # The command scores the checkpoint as the trainer scored it after its last epoch.
+    for key in ("top1_err", "top5_err", "nll", "ece", "aurc", "n"):
+        assert printed[key] == pytest.approx(final[key], rel=1e-6, abs=1e-9), key
