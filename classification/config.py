@@ -33,8 +33,11 @@ class DataConfig:
     test_batch_size: int = 256
     num_workers: int = 2
     num_classes: int | None = None  # synthetic data only
-    image_size: int | None = None  # synthetic data only
+    image_size: int | None = None  # synthetic: side of its images; image_folder: side images are resized to (256)
     imagenet_transform: str = "official"  # official PS-KD loader, or the text of supplement A.3
+    crop_size: int | None = None  # image_folder: random (train) / centre (val) crop side, min(224, image_size)
+    mean: list[float] | None = None  # image_folder: per-channel RGB mean in [0, 1] (ImageNet's), see image_stats
+    std: list[float] | None = None  # image_folder: per-channel RGB std (ImageNet's)
 
 
 @dataclass
@@ -82,7 +85,7 @@ class OptimConfig:
 @dataclass
 class RuntimeConfig:
     device: str = "auto"
-    amp: str = "off"
+    amp: str = "auto"  # auto: bf16 on a CPU with native bf16, else fp32 (GPUs: fp32, as the official code)
     channels_last: bool = False
     compile: bool = False
     threads: int | None = None
@@ -109,7 +112,7 @@ class Config:
 
 
 CHOICES = {
-    "data.name": ("cifar100", "imagenet", "fashion_mnist", "synthetic"),
+    "data.name": ("cifar100", "imagenet", "fashion_mnist", "image_folder", "synthetic"),
     "data.imagenet_transform": ("official", "supplement"),
     "model.shakedrop_gate": ("batch", "sample"),
     "method.schedule": SCHEDULE_KINDS,
@@ -119,12 +122,12 @@ CHOICES = {
     "method.store_sharing": ("replicated", "node"),
     "method.form": ("paper", "reference"),
     "runtime.device": ("auto", "cpu", "cuda"),
-    "runtime.amp": ("off", "bf16", "fp16"),
+    "runtime.amp": ("auto", "off", "bf16", "fp16"),
 }
 RANGES = {
     "data.batch_size": (1, None), "data.test_batch_size": (1, None), "data.num_workers": (0, None),
     "data.train_size": (1, None), "data.test_size": (1, None), "data.num_classes": (2, None),
-    "data.image_size": (4, None),
+    "data.image_size": (4, None), "data.crop_size": (4, None),
     "method.epsilon": (0.0, 1.0), "method.alpha_T": (0.0, 1.0), "method.tau": (1e-6, None),
     "method.lambda_cls": (0.0, None), "method.alpha": (0.0, 1.0), "method.a": (0.0, 1.0),
     "method.multiplier": (0.0, None), "regularizer.cutout": (1, None), "regularizer.cutmix_prob": (0.0, 1.0),
@@ -216,6 +219,7 @@ def _validate(cfg: Config) -> None:
         if value < low or (high is not None and value > high):
             bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
             raise ConfigError(f"{key} must be {bounds}; got {value}")
+    _validate_image_folder(cfg.data)
     milestones = cfg.optim.milestones
     if sorted(milestones) != milestones or any(not 0 < m < cfg.optim.epochs for m in milestones):
         raise ConfigError(f"optim.milestones must increase and lie inside (0, optim.epochs={cfg.optim.epochs}); "
@@ -223,6 +227,29 @@ def _validate(cfg: Config) -> None:
     if cfg.method.schedule == "fixed" and cfg.method.name == "ps_kd" and cfg.method.alpha_T == 0:
         raise ConfigError("method.schedule=fixed with method.alpha_T=0 is plain cross entropy: "
                           "use method.name=baseline")
+
+
+def _validate_image_folder(data: DataConfig) -> None:
+    """The keys that only ``data.name=image_folder`` reads are refused elsewhere (the other data sets have
+    their official transforms); the crop fits the resized image, and mean/std are three RGB values."""
+    from classification.data import IMAGE_FOLDER_SIZE
+
+    own = {"data.crop_size": data.crop_size, "data.mean": data.mean, "data.std": data.std}
+    if data.name != "image_folder":
+        given = [key for key, value in own.items() if value is not None]
+        if given:
+            raise ConfigError(f"only data.name=image_folder reads {', '.join(given)} (data.name={data.name} has its "
+                              "official transforms); remove them")
+        return
+    image_size = data.image_size or IMAGE_FOLDER_SIZE
+    if data.crop_size is not None and data.crop_size > image_size:
+        raise ConfigError(f"data.crop_size={data.crop_size} must not exceed data.image_size={image_size} "
+                          "(the side images are resized to first)")
+    for key, low, high in (("mean", 0.0, 1.0), ("std", 1e-6, 1.0)):
+        values = getattr(data, key)
+        if values is not None and (len(values) != 3 or any(not low <= v <= high for v in values)):
+            raise ConfigError(f"data.{key} must be three numbers in [{low}, {high}] (R, G, B of pixels scaled to "
+                              f"[0, 1]); got {values}. python -m classification.image_stats ROOT/train prints them")
 
 
 def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:

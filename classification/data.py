@@ -1,7 +1,8 @@
 """Data sets that yield ``(image, target, index)``: the index keys PS-KD's prediction store.
 
 Built by name (:func:`build_datasets`): ``cifar100``, ``imagenet``, ``fashion_mnist`` (the offline demo
-set) and ``synthetic`` (learnable random images, for tests). A missing data set raises
+set), ``image_folder`` (a user's own ``train/`` and ``val/`` folders of class sub-folders) and ``synthetic``
+(learnable random images, for tests). A missing data set raises
 :class:`DatasetNotFound`, naming the path that was looked at and how to get the data.
 """
 
@@ -30,10 +31,17 @@ IMAGENET_PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
                        (-0.5808, -0.0045, -0.8140),
                        (-0.5836, -0.6948, 0.4203))
 IMAGENET_TRANSFORMS = ("official", "supplement")
+# A user's image folder, when the config names no sizes: supplement A.3's ImageNet sizes (resize to
+# 256 x 256, crop 224); with a smaller data.image_size the crop defaults to the whole image.
+IMAGE_FOLDER_SIZE, IMAGE_FOLDER_CROP = 256, 224
 
 
 class DatasetNotFound(FileNotFoundError):
     """A data set is not where the config says; the message says what to put where."""
+
+
+class UnreadableImage(RuntimeError):
+    """An image file of a folder data set cannot be decoded; the message names the file."""
 
 
 @dataclass
@@ -205,7 +213,7 @@ def _checked_loader(path: str):
     try:
         return default_loader(path)
     except Exception as err:
-        raise RuntimeError(f"cannot read image {path}: {err}. Replace or remove this file.") from err
+        raise UnreadableImage(f"cannot read image {path}: {err}. Replace or remove this file.") from err
 
 
 def imagenet(root: str, transform: str = "official") -> DataSplits:
@@ -229,6 +237,74 @@ def imagenet(root: str, transform: str = "official") -> DataSplits:
     if splits["train"].classes != splits["val"].classes:
         raise ValueError(f"the class folders of {root}/train and {root}/val differ")
     return DataSplits(splits["train"], splits["val"], len(splits["train"].classes), 3)
+
+
+def folder_transforms(image_size: int, crop_size: int, mean: tuple[float, ...],
+                      std: tuple[float, ...]) -> tuple[Callable, Callable]:
+    """The (train, validation) transforms of ``image_folder``: the recipe of supplement A.3 for ImageNet with
+    the config's sizes and statistics. Train: resize to image_size x image_size, random crop crop_size,
+    horizontal flip; validation: the same resize, centre crop crop_size; both normalised by mean and std."""
+    from torchvision import transforms
+
+    if not 0 < crop_size <= image_size:
+        raise ValueError(f"data.crop_size={crop_size} must lie in [1, data.image_size={image_size}]")
+    normalize = transforms.Normalize(mean, std)
+    resize = transforms.Resize((image_size, image_size))
+    train = [resize, transforms.RandomCrop(crop_size), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+             normalize]
+    test = [resize, transforms.CenterCrop(crop_size), transforms.ToTensor(), normalize]
+    return transforms.Compose(train), transforms.Compose(test)
+
+
+def class_folder(folder: Path, transform: Callable | None = None, classes: list[str] | None = None) -> Dataset:
+    """An ``ImageFolder`` of ``folder/<class>/*`` (class index = position in the sorted folder names, or in
+    ``classes`` when given, so that a validation folder keeps the training folder's indices even when it
+    lacks a class); every image is read as RGB, and one that cannot be read names its file."""
+    from torchvision import datasets
+
+    if not folder.is_dir():
+        raise DatasetNotFound(f"no folder {folder.resolve()}: expected {folder}/<class name>/ holding that class's "
+                              "images, one sub-folder per class")
+    found = sorted(entry.name for entry in folder.iterdir() if entry.is_dir())
+    if not found:
+        raise DatasetNotFound(f"{folder.resolve()} has no class sub-folders: put each class's images in "
+                              f"{folder}/<class name>/")
+    if classes is not None:
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise DatasetNotFound(f"{folder.resolve()} has class folder(s) {', '.join(unknown)} that the training "
+                                  "folder lacks: a model cannot learn them; move or remove them")
+    try:
+        dataset = datasets.ImageFolder(str(folder), transform=transform, loader=_checked_loader)
+    except FileNotFoundError as err:
+        raise DatasetNotFound(f"{folder.resolve()}: {err}. Each class folder needs at least one image") from err
+    if classes is not None:
+        index = {name: i for i, name in enumerate(classes)}
+        dataset.samples = [(path, index[dataset.classes[target]]) for path, target in dataset.samples]
+        dataset.imgs, dataset.targets = dataset.samples, [target for _, target in dataset.samples]
+        dataset.classes, dataset.class_to_idx = list(classes), index
+    return dataset
+
+
+def image_folder(root: str, image_size: int | None = None, crop_size: int | None = None,
+                 mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> DataSplits:
+    """A user's images as ``root/train/<class>/*`` and ``root/val/<class>/*`` with :func:`folder_transforms`.
+
+    Sizes default to 256 and min(224, image_size); mean and std to ImageNet's (compute the folder's own with
+    ``python -m classification.image_stats ROOT/train``). The classes are the training folder's sub-folders.
+    """
+    image_size = image_size or IMAGE_FOLDER_SIZE
+    crop_size = crop_size or min(IMAGE_FOLDER_CROP, image_size)
+    train_tf, test_tf = folder_transforms(image_size, crop_size, mean or IMAGENET_MEAN, std or IMAGENET_STD)
+    for split in ("train", "val"):
+        if not (Path(root) / split).is_dir():
+            raise DatasetNotFound(
+                f"data.name=image_folder: no {split} folder at {(Path(root) / split).resolve()}. Expected "
+                f"{root}/train/<class>/*.png|jpg and {root}/val/<class>/*.png|jpg; set data.root to the folder "
+                "that holds train/ and val/")
+    train = class_folder(Path(root) / "train", train_tf)
+    test = class_folder(Path(root) / "val", test_tf, classes=train.classes)
+    return DataSplits(train, test, len(train.classes), 3)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -315,24 +391,31 @@ def _append_train_transform(dataset: Dataset, transform: Callable) -> None:
 def build_datasets(name: str, root: str, download: bool = False, train_size: int | None = None,
                    test_size: int | None = None, num_classes: int | None = None,
                    image_size: int | None = None, cutout: int | None = None,
-                   imagenet_transform: str = "official") -> DataSplits:
+                   imagenet_transform: str = "official", crop_size: int | None = None,
+                   mean: list[float] | None = None, std: list[float] | None = None) -> DataSplits:
     """The train and test sets of ``name``, each yielding ``(image, target, index)``; ``cutout`` appends
-    Cutout of that size to the training transform; ``imagenet_transform`` as in :func:`imagenet_transforms`."""
+    Cutout of that size to the training transform; ``imagenet_transform`` as in :func:`imagenet_transforms`;
+    ``image_size``, ``crop_size``, ``mean`` and ``std`` as in :func:`image_folder` (``image_size`` is also the
+    side of the synthetic images)."""
     if name == "cifar100":
         splits = cifar100(root, download)
     elif name == "imagenet":
         splits = imagenet(root, imagenet_transform)
     elif name == "fashion_mnist":
         splits = fashion_mnist(root, download, train_size, test_size)
+    elif name == "image_folder":
+        splits = image_folder(root, image_size, crop_size, None if mean is None else tuple(mean),
+                              None if std is None else tuple(std))
     elif name == "synthetic":
         splits = synthetic(num_classes or 10, train_size or 512, test_size or 256, image_size or 16)
     else:
-        raise ValueError(f"unknown data set {name!r}; choose cifar100, imagenet, fashion_mnist or synthetic")
+        raise ValueError(f"unknown data set {name!r}; choose cifar100, imagenet, fashion_mnist, image_folder or "
+                         "synthetic")
     if cutout:
         from classification.regularizers import Cutout
 
         _append_train_transform(splits.train, Cutout(cutout))
-    if name in ("cifar100", "imagenet"):
+    if name in ("cifar100", "imagenet", "image_folder"):
         splits.train, splits.test = _subset(splits.train, train_size), _subset(splits.test, test_size, seed=1)
     return DataSplits(WithIndex(splits.train), WithIndex(splits.test), splits.num_classes, splits.in_channels)
 

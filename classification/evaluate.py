@@ -65,11 +65,38 @@ def runtime_device(runtime: RuntimeConfig) -> torch.device:
     return torch.device("cpu")
 
 
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX-512 BF16 in /proc/cpuinfo's flags).
+
+    Without them PyTorch emulates bf16 on the CPU: on a 2-core AMD EPYC without AVX-512 a ResNet-8 step
+    ran 12x slower under bf16 autocast than in fp32 (2.4 s against 0.2 s).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
+
+
+def resolve_precision(runtime: RuntimeConfig, device: torch.device) -> str:
+    """``runtime.amp`` with ``auto`` resolved: fp32 (``off``) on GPUs, as the official code trains; bf16 on a
+    CPU that computes it natively, else fp32."""
+    if runtime.amp != "auto":
+        return runtime.amp
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "off"
+
+
 def autocast(runtime: RuntimeConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """Mixed precision as ``runtime.amp`` says (off, fp16 or bf16)."""
-    if runtime.amp == "off":
+    """Mixed precision as ``runtime.amp`` says (auto, off, fp16 or bf16; see :func:`resolve_precision`)."""
+    precision = resolve_precision(runtime, device)
+    if precision == "off":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if runtime.amp == "bf16" else torch.float16
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from classification.config import ConfigError, load_config
+from classification.data import UnreadableImage
 from classification.trainer import CHECKPOINT, train
 from common.cli import document_debug_flag, run_main
 
@@ -30,4 +31,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main, ConfigError)
+    run_main(main, ConfigError, UnreadableImage)

@@ -27,6 +27,7 @@ from classification.evaluate import (
     autocast,
     evaluate_model,
     load_checkpoint,
+    resolve_precision,
     run_datasets,
     run_model,
     runtime_device,
@@ -124,7 +125,8 @@ class Trainer:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                                          nesterov=cfg.optim.nesterov, weight_decay=cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.optim.milestones, cfg.optim.gamma)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.runtime.amp == "fp16")
+        precision = resolve_precision(cfg.runtime, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
         self.method = build_method(cfg.method, MethodContext(len(self.splits.train), self.splits.num_classes,
                                                              cfg.optim.epochs, self.device, model_builder), cfg.seed)
         self.mixer = CutMix(cfg.regularizer.cutmix_prob) if cfg.regularizer.cutmix_prob > 0 else None
@@ -138,7 +140,8 @@ class Trainer:
                                           shuffle=True, seed=cfg.seed, drop_last=False)
         self.start_epoch = 0
         self.record = RunRecord(cfg.name, dataclasses.asdict(cfg), cfg.seed,
-                                labels={"dataset": cfg.data.name, "model": cfg.model.name, "method": cfg.method.name},
+                                labels={"dataset": cfg.data.name, "model": cfg.model.name, "method": cfg.method.name,
+                                        "precision": precision},
                                 reference=paper_reference(cfg))
         if resume:
             self._resume()

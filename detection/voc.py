@@ -8,6 +8,9 @@ and counts every fix-up (logged once per dataset, kept in ``dataset.fixups``):
   "pottedplant", "tv/monitor" -> "tvmonitor"); other names are skipped and counted;
 * boxes reaching outside the image are clipped to it; boxes empty after clipping are skipped.
 Malformed XML stops with an error that names the file.
+
+A user's own classes: set ``metainfo=dict(classes=(...))`` on the datasets and ``num_classes`` in the box head
+(detection/configs/my_voc_classes_faster-rcnn_r18_pskd.py); the per-class APs then carry those names.
 """
 
 from __future__ import annotations
@@ -82,9 +85,18 @@ class RobustVOCDataset(VOCDataset):
     def __init__(self, *args, **kwargs) -> None:
         self.fixups: Counter = Counter()
         super().__init__(*args, **kwargs)
+        if tuple(self._metainfo["classes"]) != VOC_CLASSES:
+            # mmdet's VOCMetric prints its table with the 20 VOC names when the folder is called VOC2007 or
+            # VOC2012 (dataset_type); a class list of one's own must be printed with its own names.
+            self._metainfo["dataset_type"] = None
 
     def load_data_list(self) -> list[dict]:
         ann_file = Path(self.ann_file)
+        if not ann_file.is_file() and tuple(self._metainfo["classes"]) != VOC_CLASSES:
+            raise FileNotFoundError(
+                f"no image list at {ann_file}. A VOC-format folder holds ImageSets/Main/<split>.txt (one image id "
+                "a line), Annotations/<id>.xml and JPEGImages/<id>.jpg; set data_root and ann_file of the "
+                "config's train/val/test datasets to it")
         if not ann_file.is_file():
             raise FileNotFoundError(
                 f"no VOC image list at {ann_file}. Expected <data_root>/VOC2007/ImageSets/Main/{{trainval,test}}.txt "
@@ -112,14 +124,18 @@ _COLORS = {"bus": (230, 180, 20), "car": (200, 30, 30), "cat": (120, 120, 120), 
 
 
 def make_synthetic_voc(root: str | Path, n_trainval: int = 128, n_test: int = 64, size: tuple[int, int] = (160, 224),
-                       seed: int = 0) -> Path:
-    """A small deterministic VOC-format data set under ``root/VOC2007``: 1-3 objects per image from five VOC
+                       seed: int = 0, classes: tuple[str, ...] = SYNTHETIC_CLASSES, subdir: str = "VOC2007") -> Path:
+    """A small deterministic VOC-format data set under ``root/subdir``: 1-3 objects per image from five VOC
     classes, each a filled shape of its own colour and form (bus/car: rectangles of different aspect,
-    cat/dog: ellipses, person: a tall bar) over a noisy gradient background. Returns ``root``."""
+    cat/dog: ellipses, person: a tall bar) over a noisy gradient background. Returns ``root``.
+
+    Other ``classes`` (a user-class test) are drawn as the five are, the i-th like the (i mod 5)-th of
+    ``SYNTHETIC_CLASSES``; ``subdir=""`` writes the folders into ``root`` itself."""
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(seed)
-    voc = Path(root) / "VOC2007"
+    look = {cls: SYNTHETIC_CLASSES[i % len(SYNTHETIC_CLASSES)] for i, cls in enumerate(classes)}
+    voc = Path(root) / subdir
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
     height, width = size
@@ -133,14 +149,15 @@ def make_synthetic_voc(root: str | Path, n_trainval: int = 128, n_test: int = 64
         draw = ImageDraw.Draw(image)
         objects = []
         for _ in range(int(rng.integers(1, 4))):
-            cls = SYNTHETIC_CLASSES[int(rng.integers(len(SYNTHETIC_CLASSES)))]
-            w = int(rng.integers(40, 90)) if cls != "person" else int(rng.integers(20, 35))
-            h = {"bus": w // 2, "car": w // 3 + 10, "person": w * 3}.get(cls, int(w * 0.8))
+            cls = classes[int(rng.integers(len(classes)))]
+            form = look[cls]
+            w = int(rng.integers(40, 90)) if form != "person" else int(rng.integers(20, 35))
+            h = {"bus": w // 2, "car": w // 3 + 10, "person": w * 3}.get(form, int(w * 0.8))
             h = min(h, height - 2)
             x1, y1 = int(rng.integers(1, width - w)), int(rng.integers(1, height - h))
             box = (x1, y1, x1 + w, y1 + h)
-            shape = draw.ellipse if cls in ("cat", "dog") else draw.rectangle
-            shape(box, fill=_COLORS[cls], outline=(0, 0, 0))
+            shape = draw.ellipse if form in ("cat", "dog") else draw.rectangle
+            shape(box, fill=_COLORS[form], outline=(0, 0, 0))
             objects.append((cls, box))
         image.save(voc / "JPEGImages" / f"{name}.jpg", quality=95)
         xml = [f"<annotation><filename>{name}.jpg</filename><size><width>{width}</width><height>{height}</height>"

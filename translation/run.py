@@ -1,11 +1,16 @@
 """Train, generate and score translation models; one run record per trained model.
 
-    python -m translation.run train    --data data/translation/demo --direction de-en --method pskd --profile demo
-    python -m translation.run evaluate --data data/translation/demo --direction de-en --method pskd --profile demo
+    python -m translation.run train    --data data/translation/demo --direction de-en --method ps_kd --profile demo
+    python -m translation.run evaluate --data data/translation/demo --direction de-en --method ps_kd --profile demo
     python -m translation.run table    --runs results/demo/translation --out results/demo/translation/table
 
-Methods: ``baseline`` (fairseq's cross_entropy), ``ls`` (label_smoothed_cross_entropy, 0.1) and ``pskd``
-(this package's criterion: PS-KD with alpha_T 0.8 on top of label smoothing 0.1). Profiles: ``paper``
+``--direction`` is any ``src-tgt`` that the prepared folder holds under ``bin/`` (``translation.prepare
+parallel`` makes both directions of a user's language pair). fairseq-train writes TensorBoard logs to
+``<run dir>/tb`` (``--tensorboard-logdir``), beside the run's record.
+
+Methods (names of common.methods): ``baseline`` (fairseq's cross_entropy), ``ls``
+(label_smoothed_cross_entropy, 0.1) and ``ps_kd`` (this package's ``--criterion pskd``: PS-KD with alpha_T 0.8
+on top of label smoothing 0.1). Profiles: ``paper``
 (transformer_iwslt_de_en with fairseq's IWSLT recipe: Adam (0.9, 0.98), lr 5e-4, inverse-sqrt warm-up
 4000, dropout 0.3, weight decay 1e-4, 4096 tokens per batch, 50 epochs, shared decoder embeddings),
 ``demo`` and ``smoke`` (small Transformers on the CPU). Generation: beam 5, BPE removed, every test
@@ -31,8 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.bleu import TokenisedBleu, corpus_bleu, parse_fairseq_bleu
-from common.cli import run_main
+from common.cli import UserError, run_main
 from common.io import atomic_write_text
+from common.methods import method_names
 from common.records import RunRecord, load_records
 from common.tables import write_table
 from translation.prepare import PAPER_PAIRS, format_counts, normalise_punctuation
@@ -40,8 +46,9 @@ from translation.prepare import PAPER_PAIRS, format_counts, normalise_punctuatio
 CRITERIA = {
     "baseline": ["--criterion", "cross_entropy"],
     "ls": ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"],
-    "pskd": ["--criterion", "pskd", "--label-smoothing", "0.1", "--alpha-T", "0.8"],
+    "ps_kd": ["--criterion", "pskd", "--label-smoothing", "0.1", "--alpha-T", "0.8"],
 }
+METHODS = method_names(CRITERIA)
 COMMON = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr-scheduler", "inverse_sqrt",
           "--weight-decay", "0.0001", "--no-epoch-checkpoints", "--no-progress-bar", "--log-format", "simple"]
 PROFILES = {
@@ -59,6 +66,8 @@ PROFILES = {
               "--max-epoch", "2", "--cpu"],
 }
 TRANSLATION_DIR = str(Path(__file__).resolve().parent)
+TENSORBOARD = "tb"
+DIRECTION = re.compile(r"^([a-z][a-z_]*)-([a-z][a-z_]*)$")  # translation.prepare's language codes, src-tgt
 
 
 def run_dir(runs: Path, direction: str, method: str) -> Path:
@@ -75,14 +84,26 @@ def train_command(data: Path, direction: str, method: str, profile: str, save_di
     src, tgt = direction.split("-")
     return [sys.executable, "-m", "fairseq_cli.train", str(Path(data) / "bin" / direction), "--user-dir",
             TRANSLATION_DIR, "--source-lang", src, "--target-lang", tgt, *CRITERIA[method], *COMMON,
-            *PROFILES[profile], "--seed", str(seed), "--save-dir", str(save_dir), *extra]
+            *PROFILES[profile], "--seed", str(seed), "--save-dir", str(save_dir),
+            "--tensorboard-logdir", str(Path(save_dir) / TENSORBOARD), *extra]
+
+
+def check_direction(data: Path, direction: str) -> None:
+    """``direction`` is ``src-tgt`` and ``data/bin/<direction>`` exists; otherwise a user error that lists
+    the directions the folder holds."""
+    if not DIRECTION.match(direction):
+        raise UserError(f"--direction {direction!r} must be two language codes joined by '-', e.g. de-en or fr-en")
+    if not (Path(data) / "bin" / direction).is_dir():
+        held = sorted(p.name for p in (Path(data) / "bin").glob("*") if p.is_dir() and DIRECTION.match(p.name))
+        raise FileNotFoundError(
+            f"no binarised data at {Path(data) / 'bin' / direction}; "
+            + (f"{data} holds {', '.join(held)}: choose one with --direction" if held else
+               "run `python -m translation.prepare demo|iwslt15|parallel --out DATA` first"))
 
 
 def train(data: Path, direction: str, method: str, profile: str, runs: Path, seed: int, extra: list[str]) -> Path:
     save_dir = run_dir(runs, direction, method)
-    if not (Path(data) / "bin" / direction).is_dir():
-        raise FileNotFoundError(f"no binarised data at {Path(data) / 'bin' / direction}; run "
-                                "`python -m translation.prepare demo|iwslt15 --out DATA` first")
+    check_direction(data, direction)
     cmd = train_command(data, direction, method, profile, save_dir, seed, extra)
     save_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(save_dir / "train_command.txt", " ".join(cmd) + "\n")
@@ -140,6 +161,7 @@ def read_summary(data: Path) -> dict | None:
 def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, seed: int) -> dict:
     """Generate, score both ways and write ``record.json``; returns the record's ``final``."""
     save_dir = run_dir(runs, direction, method)
+    check_direction(data, direction)
     checkpoint = save_dir / "checkpoint_best.pt"
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint}; train first (python -m translation.run train ...)")
@@ -153,11 +175,13 @@ def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, 
     tok = generation.tokenised_bleu
     atomic_write_text(save_dir / "test_hypotheses.txt", "\n".join(generation.hypotheses) + "\n")
     command = (save_dir / "train_command.txt").read_text().split() if (save_dir / "train_command.txt").exists() else []
+    summary = read_summary(data)
+    own_corpus = summary is not None and summary.get("corpus") == "parallel"  # no paper value to point at
     record = RunRecord(f"{direction}-{method}", {"method": method, "profile": profile, "data": str(data),
                                                  "train_command": command}, seed,
                        labels={"direction": direction, "method": method},
-                       reference={"table": "iwslt15_bleu", "path": [direction.replace("-", "_"),
-                                                                    "ps_kd" if method == "pskd" else method]})
+                       reference=None if own_corpus else
+                       {"table": "iwslt15_bleu", "path": [direction.replace("-", "_"), method]})
     record.data["bleu"] = {
         "compared_with_paper": "tokenised",
         "tokenised": {"score": tok.score, "precisions": tok.precisions, "brevity_penalty": tok.brevity_penalty,
@@ -169,7 +193,6 @@ def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, 
         "references_detail": f"raw/test.{tgt} after sacremoses MosesPunctNormalizer(lang={tgt!r}), the normaliser "
                              "translation.prepare runs on the training and source text",
     }
-    summary = read_summary(data)
     record.data["corpus"] = {"pairs": summary["pairs"] if summary else None,
                              "paper_pairs": summary.get("paper_pairs", PAPER_PAIRS) if summary else PAPER_PAIRS}
     final = {"bleu": tok.score, "sacrebleu": sacre.score, "signature": sacre.signature,
@@ -211,8 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["train", "evaluate", "table"])
     parser.add_argument("--data")
-    parser.add_argument("--direction", choices=["en-de", "de-en"], default="de-en")
-    parser.add_argument("--method", choices=sorted(CRITERIA), default="pskd")
+    parser.add_argument("--direction", default="de-en", help="src-tgt, one of the prepared folder's bin/*")
+    parser.add_argument("--method", choices=METHODS, default="ps_kd")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="demo")
     parser.add_argument("--runs", default="results/demo/translation")
     parser.add_argument("--out", help="table: output stem")

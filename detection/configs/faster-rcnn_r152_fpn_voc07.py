@@ -37,3 +37,7 @@ val_dataloader = dict(dataset=dict(type='RobustVOCDataset', data_root=data_root)
 test_dataloader = val_dataloader
 val_evaluator = dict(type='PerClassVOCMetric', metric='mAP', eval_mode='11points')
 test_evaluator = val_evaluator
+# TensorBoard scalars (losses, lr, mAP and each class's AP) beside mmengine's own logs, in
+# <work_dir>/<timestamp>/vis_data: `tensorboard --logdir results/<profile>` shows them with the other adapters'.
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+visualizer = dict(vis_backends=vis_backends)

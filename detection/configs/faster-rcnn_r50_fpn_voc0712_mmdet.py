@@ -9,7 +9,7 @@
 # produced the 80.4 (see that file for mmdet issues #10502 and #11541). The metric is mmdet's VOCMetric with
 # each class's AP added (PerClassVOCMetric), so that the run writes a record.
 #   torchrun --nproc_per_node=8 -m detection.train detection/configs/faster-rcnn_r50_fpn_voc0712_mmdet.py \
-#       --launcher pytorch --row mmdet_r50_voc0712
+#       --launcher pytorch
 # Offline: --cfg-options model.backbone.init_cfg.checkpoint=PATH/resnet50-0676ba61.pth (torchvision's file).
 # Fewer than 8 GPUs: add auto_scale_lr.enable=True (mmdet's linear lr scaling from batch 16).
 _base_ = 'mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py'
@@ -40,3 +40,7 @@ train_dataloader = dict(
             ])))
 val_evaluator = dict(type='PerClassVOCMetric', metric='mAP', eval_mode='11points')
 test_evaluator = val_evaluator
+# TensorBoard scalars (losses, lr, mAP and each class's AP) beside mmengine's own logs, in
+# <work_dir>/<timestamp>/vis_data: `tensorboard --logdir results/<profile>` shows them with the other adapters'.
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+visualizer = dict(vis_backends=vis_backends)

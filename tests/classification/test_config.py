@@ -21,7 +21,7 @@ def test_demo_config_inherits_its_base_and_overrides_apply():
     ("method.name=mixup", "method.name must be one of baseline, cs_kd, ls, ps_kd, tf_kd_reg, tf_kd_self"),
     ("model.name=vgg", "model.name must be one of"),
     ("data.batch_size=0", "data.batch_size must be >= 1"),
-    ("runtime.amp=fp8", "runtime.amp must be one of off, bf16, fp16"),
+    ("runtime.amp=fp8", "runtime.amp must be one of auto, off, bf16, fp16"),
     ("optim.lrr=0.1", r"unknown config key\(s\) optim.lrr"),
     ("optim.epochs=ten", "optim.epochs must be an integer"),
     ("optim.milestones=[400]", "optim.milestones must increase"),

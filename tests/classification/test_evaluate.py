@@ -47,3 +47,19 @@ def test_readme_evaluate_command_scores_a_finished_runs_checkpoint(tmp_path, tin
     # The command scores the checkpoint as the trainer scored it after its last epoch.
     for key in ("top1_err", "top5_err", "nll", "ece", "aurc", "n"):
         assert printed[key] == pytest.approx(final[key], rel=1e-6, abs=1e-9), key
+
+
+def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16():
+    import torch
+
+    from classification.config import RuntimeConfig
+    from classification.evaluate import cpu_has_native_bf16, resolve_precision
+
+    assert cpu_has_native_bf16("processor : 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    assert cpu_has_native_bf16("flags : fpu amx_bf16 amx_tile\n")
+    assert not cpu_has_native_bf16("flags : fpu sse2 avx2 avx512f avx512bw\n")  # EPYC without BF16: fp32
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert resolve_precision(RuntimeConfig(amp="auto"), gpu) == "off"
+    assert resolve_precision(RuntimeConfig(amp="auto"), cpu) == ("bf16" if cpu_has_native_bf16() else "off")
+    for explicit in ("off", "bf16", "fp16"):
+        assert resolve_precision(RuntimeConfig(amp=explicit), cpu) == explicit

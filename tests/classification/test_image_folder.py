@@ -97,7 +97,7 @@ def test_folder_mistakes_name_the_folder(tmp_path, images):
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["data.name=cifar100", "data.mean=[0.5,0.5,0.5]"], "data.mean apply to data.name=image_folder only"),
+    (["data.name=cifar100", "data.mean=[0.5,0.5,0.5]"], "only data.name=image_folder reads data.mean"),
     (["data.name=image_folder", "data.mean=[0.5,0.5]"], "data.mean must be three numbers in [0.0, 1.0]"),
     (["data.name=image_folder", "data.std=[0.2,0,0.2]"], "data.std must be three numbers"),
     (["data.name=image_folder", "data.image_size=32", "data.crop_size=40"],

@@ -47,22 +47,22 @@ def _check_tokenised_bleu4(generation):
 @pytest.mark.slow
 def test_short_training_beats_an_untrained_model_and_keeps_every_test_sentence(corpus, tmp_path):
     untrained = tmp_path / "untrained"
-    train(corpus, "de-en", "pskd", "smoke", untrained, 1, ["--max-update", "1", "--lr", "1e-12"])
-    before = evaluate(corpus, "de-en", "pskd", "smoke", untrained, 1)
+    train(corpus, "de-en", "ps_kd", "smoke", untrained, 1, ["--max-update", "1", "--lr", "1e-12"])
+    before = evaluate(corpus, "de-en", "ps_kd", "smoke", untrained, 1)
     runs = tmp_path / "trained"
-    train(corpus, "de-en", "pskd", "smoke", runs, 1, ["--max-epoch", "4", "--encoder-embed-dim", "64",
+    train(corpus, "de-en", "ps_kd", "smoke", runs, 1, ["--max-epoch", "4", "--encoder-embed-dim", "64",
                                                         "--decoder-embed-dim", "64", "--max-tokens", "2048"])
-    after = evaluate(corpus, "de-en", "pskd", "smoke", runs, 1)
+    after = evaluate(corpus, "de-en", "ps_kd", "smoke", runs, 1)
     assert before["sentences"] == after["sentences"] == 150
     ours, untrained = after["sacrebleu"], before["sacrebleu"]
     assert ours > untrained + BLEU_GAIN and ours > BLEU_FACTOR * untrained, (before, after)
     assert "tok:13a" in after["signature"]
-    record = json.loads((runs / "de-en-pskd" / "record.json").read_text())
+    record = json.loads((runs / "de-en-ps_kd" / "record.json").read_text())
     assert record["bleu"]["tokenised"]["score"] == after["bleu"] and record["bleu"]["sacrebleu"]["score"] > 0
     assert record["corpus"]["pairs"] == json.loads((corpus / "summary.json").read_text())["pairs"]
     assert record["corpus"]["pairs"]["test"] == 150 and record["corpus"]["paper_pairs"]["train"] == 191_000
-    _check_tokenised_bleu4(generate(corpus, "de-en", runs / "de-en-pskd" / "checkpoint_best.pt"))
-    checkpoint = torch.load(runs / "de-en-pskd" / "checkpoint_last.pt", weights_only=False)
+    _check_tokenised_bleu4(generate(corpus, "de-en", runs / "de-en-ps_kd" / "checkpoint_best.pt"))
+    checkpoint = torch.load(runs / "de-en-ps_kd" / "checkpoint_last.pt", weights_only=False)
     assert not [k for k in checkpoint["model"] if "teacher" in k]
     assert not checkpoint.get("criterion")
 
@@ -72,7 +72,7 @@ def test_two_process_gloo_training(corpus, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    base = train_command(corpus, "en-de", "pskd", "smoke", tmp_path / "ddp", 1, ["--max-epoch", "2"])
+    base = train_command(corpus, "en-de", "ps_kd", "smoke", tmp_path / "ddp", 1, ["--max-epoch", "2"])
     procs = []
     for rank in range(2):
         cmd = [*base, "--distributed-world-size", "2", "--distributed-rank", str(rank), "--distributed-no-spawn",
@@ -92,6 +92,6 @@ def test_two_process_gloo_training(corpus, tmp_path):
 
 def test_train_refuses_missing_data(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"translation\.prepare"):
-        train(tmp_path, "de-en", "pskd", "smoke", tmp_path / "runs", 1, [])
+        train(tmp_path, "de-en", "ps_kd", "smoke", tmp_path / "runs", 1, [])
 
 

@@ -30,17 +30,18 @@ def _fake_run(tmp_path, monkeypatch, direction, hypotheses, summary=None):
     tgt = direction.split("-")[1]
     data = tmp_path / "data"
     (data / "raw").mkdir(parents=True)
+    (data / "bin" / direction).mkdir(parents=True)  # what translation.prepare leaves; generate is faked below
     (data / "raw" / f"test.{tgt}").write_text("\n".join(RAW[tgt]) + "\n", encoding="utf-8")
     if summary is not None:
         (data / "summary.json").write_text(json.dumps(summary))
     runs = tmp_path / "runs"
-    (runs / f"{direction}-pskd").mkdir(parents=True)
-    (runs / f"{direction}-pskd" / "checkpoint_best.pt").write_bytes(b"")
+    (runs / f"{direction}-ps_kd").mkdir(parents=True)
+    (runs / f"{direction}-ps_kd" / "checkpoint_best.pt").write_bytes(b"")
     generation = run.Generation(hypotheses=hypotheses, tokenised_hypotheses=hypotheses,
                                 tokenised_targets=hypotheses, tokenised_bleu=parse_fairseq_bleu(BLEU_LINE))
     monkeypatch.setattr(run, "generate", lambda *args, **kwargs: generation)
-    final = run.evaluate(data, direction, "pskd", "smoke", runs, 1)
-    return final, json.loads((runs / f"{direction}-pskd" / "record.json").read_text())
+    final = run.evaluate(data, direction, "ps_kd", "smoke", runs, 1)
+    return final, json.loads((runs / f"{direction}-ps_kd" / "record.json").read_text())
 
 
 @pytest.mark.parametrize("direction", ["de-en", "en-de"])
