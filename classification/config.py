@@ -38,6 +38,7 @@ class DataConfig:
     crop_size: int | None = None  # image_folder: random (train) / centre (val) crop side, min(224, image_size)
     mean: list[float] | None = None  # image_folder: per-channel RGB mean in [0, 1] (ImageNet's), see image_stats
     std: list[float] | None = None  # image_folder: per-channel RGB std (ImageNet's)
+    augment: bool = True  # fashion_mnist: flips and 2-pixel shifts (false: the demo's over-fitting regime)
 
 
 @dataclass

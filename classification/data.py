@@ -333,12 +333,13 @@ def _find_fashion_files(folders: list[Path]) -> dict[str, Path] | None:
 
 
 def fashion_mnist(root: str, download: bool = False, train_size: int | None = None,
-                  test_size: int | None = None) -> DataSplits:
+                  test_size: int | None = None, augment: bool = True) -> DataSplits:
     """Fashion-MNIST (60k + 10k, 28x28, 10 classes): the demo set that this machine has offline.
 
     Read from ``root`` or ``root/FashionMNIST/raw``, else from the Debian package dataset-fashion-mnist
     (/usr/share/datasets/fashion-mnist), else downloaded by torchvision when ``download`` is set.
-    Train: random crop 28 with padding 2 + horizontal flip. Optional fixed random subsets.
+    Train: random crop 28 with padding 2 + horizontal flip (none with ``augment=False``, the demo's
+    over-fitting regime). Optional fixed random subsets.
     """
     from torchvision import transforms
 
@@ -355,8 +356,8 @@ def fashion_mnist(root: str, download: bool = False, train_size: int | None = No
             "(apt-get install dataset-fashion-mnist), or set data.download=true on a machine with internet."
         )
     normalize = transforms.Normalize(FASHION_MEAN, FASHION_STD)
-    train_tf = transforms.Compose([transforms.RandomCrop(28, padding=2), transforms.RandomHorizontalFlip(),
-                                   transforms.ToTensor(), normalize])
+    flips_and_shifts = [transforms.RandomCrop(28, padding=2), transforms.RandomHorizontalFlip()] if augment else []
+    train_tf = transforms.Compose([*flips_and_shifts, transforms.ToTensor(), normalize])
     test_tf = transforms.Compose([transforms.ToTensor(), normalize])
     train = TensorImages(_read_idx(files["train_images"]), _read_idx(files["train_labels"]), train_tf)
     test = TensorImages(_read_idx(files["test_images"]), _read_idx(files["test_labels"]), test_tf)
@@ -392,17 +393,18 @@ def build_datasets(name: str, root: str, download: bool = False, train_size: int
                    test_size: int | None = None, num_classes: int | None = None,
                    image_size: int | None = None, cutout: int | None = None,
                    imagenet_transform: str = "official", crop_size: int | None = None,
-                   mean: list[float] | None = None, std: list[float] | None = None) -> DataSplits:
+                   mean: list[float] | None = None, std: list[float] | None = None,
+                   augment: bool = True) -> DataSplits:
     """The train and test sets of ``name``, each yielding ``(image, target, index)``; ``cutout`` appends
     Cutout of that size to the training transform; ``imagenet_transform`` as in :func:`imagenet_transforms`;
     ``image_size``, ``crop_size``, ``mean`` and ``std`` as in :func:`image_folder` (``image_size`` is also the
-    side of the synthetic images)."""
+    side of the synthetic images); ``augment=False`` drops Fashion-MNIST's flips and shifts."""
     if name == "cifar100":
         splits = cifar100(root, download)
     elif name == "imagenet":
         splits = imagenet(root, imagenet_transform)
     elif name == "fashion_mnist":
-        splits = fashion_mnist(root, download, train_size, test_size)
+        splits = fashion_mnist(root, download, train_size, test_size, augment)
     elif name == "image_folder":
         splits = image_folder(root, image_size, crop_size, None if mean is None else tuple(mean),
                               None if std is None else tuple(std))

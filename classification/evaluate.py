@@ -48,7 +48,8 @@ def run_datasets(cfg: Config) -> DataSplits:
     """The run's train and test sets as ``cfg.data`` and ``cfg.regularizer.cutout`` describe them."""
     return build_datasets(cfg.data.name, cfg.data.root, cfg.data.download, cfg.data.train_size, cfg.data.test_size,
                           cfg.data.num_classes, cfg.data.image_size, cfg.regularizer.cutout,
-                          cfg.data.imagenet_transform, cfg.data.crop_size, cfg.data.mean, cfg.data.std)
+                          cfg.data.imagenet_transform, cfg.data.crop_size, cfg.data.mean, cfg.data.std,
+                          cfg.data.augment)
 
 
 def run_model(cfg: Config, splits: DataSplits) -> nn.Module:

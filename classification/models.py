@@ -161,6 +161,30 @@ def resnet20(num_classes: int, in_channels: int = 3) -> nn.Module:
     return CifarResNet(20, num_classes, in_channels)
 
 
+class MLP(nn.Module):
+    """A fully connected network over a 28x28 image (other sizes are pooled to 28x28 first): ``depth`` hidden
+    ReLU layers of ``width`` units. The demo's over-confident network: on 3,000 Fashion-MNIST images it
+    reaches 100 % training accuracy while its test NLL rises, the regime PS-KD is meant to regularise."""
+
+    def __init__(self, num_classes: int, in_channels: int = 1, width: int = 1024, depth: int = 2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(28), nn.Flatten()]
+        features = in_channels * 28 * 28
+        for _ in range(depth):
+            layers += [nn.Linear(features, width), nn.ReLU()]
+            features = width
+        layers.append(nn.Linear(features, num_classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+@register_model("mlp1024")
+def mlp1024(num_classes: int, in_channels: int = 1) -> nn.Module:
+    return MLP(num_classes, in_channels)
+
+
 @register_model("resnet152")
 def resnet152(num_classes: int, in_channels: int = 3) -> nn.Module:
     from torchvision.models import resnet152 as tv_resnet152

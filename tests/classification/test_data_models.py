@@ -51,6 +51,11 @@ def test_fashion_mnist_reads_idx_files_and_subsets(tmp_path, monkeypatch):
     assert (len(splits.train), len(splits.test), splits.num_classes, splits.in_channels) == (30, 20, 10, 1)
     image, target, index = splits.test[13]
     assert image.shape == (1, 28, 28) and target == 3 and index == 13
+    # without augmentation a training image is the same tensor every time it is read (the demo's regime)
+    plain = build_datasets("fashion_mnist", str(tmp_path), train_size=30, augment=False)
+    assert all(torch.equal(plain.train[i][0], plain.train[i][0]) for i in range(30))
+    augmented = [splits.train[0][0] for _ in range(20)]
+    assert any(not torch.equal(augmented[0], other) for other in augmented[1:])
 
 
 def test_missing_fashion_mnist_says_which_package(tmp_path, monkeypatch):
@@ -60,7 +65,8 @@ def test_missing_fashion_mnist_says_which_package(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("name", "channels", "size"), [("preact_resnet18", 3, 32), ("resnet8", 1, 28),
-                                                         ("resnet20", 3, 32)])
+                                                         ("resnet20", 3, 32), ("mlp1024", 1, 28),
+                                                         ("mlp1024", 3, 32)])
 def test_models_give_logits(name, channels, size):
     model = build_model(name, num_classes=7, in_channels=channels).eval()
     assert model(torch.randn(2, channels, size, size)).shape == (2, 7)
