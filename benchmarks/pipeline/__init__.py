@@ -1,0 +1,1 @@
+"""The benchmark driver: specs, plan, executors and REPORT.md (entry point: benchmarks.run_all)."""

@@ -1,0 +1,287 @@
+"""``results/<profile>/REPORT.md`` from run records only: every selected table and figure in the paper's
+order (tables as Markdown in the report and CSV beside it, figures as PNG), the paper's numbers and our
+difference, what the profile is, the machine, the performance figures measured by this invocation, the
+failures with the tail of their logs, and the wall time of each stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from benchmarks.pipeline import figures
+from benchmarks.pipeline.plan import Plan, Row
+from benchmarks.pipeline.specs import REPO, Spec
+from common.io import atomic_write_text
+from common.reference import paper_tables
+from common.tables import CLASSIFICATION_COLUMNS, build_rows, to_csv, to_markdown
+
+LOG_TAIL_LINES = 25
+
+
+def load_record(plan: Plan, key: str) -> dict[str, Any] | None:
+    run = plan.runs[key]
+    if run.record is None or not run.finished():
+        return None
+    return json.loads(run.record.read_text())
+
+
+def row_records(plan: Plan, row: Row) -> list[dict[str, Any]]:
+    """The row's finished records, relabelled with the row's labels and its paper reference."""
+    out = []
+    for key in row.runs:
+        record = load_record(plan, key)
+        if record is not None:
+            out.append({**record, "labels": dict(row.labels), "reference": row.paper})
+    return out
+
+
+def table_columns(spec: Spec, records: list[dict[str, Any]]) -> list[str]:
+    if spec.columns:
+        return list(spec.columns)
+    keys: list[str] = []
+    for record in records:
+        keys += [k for k, v in record["final"].items() if isinstance(v, (int, float)) and k not in keys]
+    return [k for k in keys if k != "map"] + (["map"] if "map" in keys else [])
+
+
+def render_table(plan: Plan, spec: Spec, out: Path) -> list[str]:
+    rows = plan.rows.get(spec.id, [])
+    records = [r for row in rows for r in row_records(plan, row)]
+    lines: list[str] = []
+    if not records:
+        return ["_no finished runs yet_", ""]
+    columns = table_columns(spec, records)
+    group_by = list(rows[0].labels)
+    built = build_rows(records, group_by, columns)
+    atomic_write_text(out / "tables" / f"{spec.id}.csv", to_csv(built, columns))
+    lines += [to_markdown(built, columns)]
+    if spec.adapter == "classification":
+        lines.append("Metrics of the last epoch (the CSV keeps the same; the per-epoch values are in each run's "
+                     "record). Mean ± sample std over seeds; `paper`: the published value, `Δ`: ours minus paper.")
+    unfinished = sum(1 for row in rows for key in row.runs if not plan.runs[key].finished())
+    if unfinished:
+        lines.append(f"_{unfinished} run(s) of this table are not finished; their rows are missing or partial._")
+    lines += [f"CSV: `tables/{spec.id}.csv`", ""]
+    return lines
+
+
+def render_search(plan: Plan, spec: Spec, out: Path) -> list[str]:
+    """Table S2: our trials (best marked per method, lowest top-1 error) and, per method, the best of ours
+    beside the best of the paper's trials."""
+    columns = list(spec.columns or CLASSIFICATION_COLUMNS)
+    header = ["method", "trial", "params", "seeds", *columns, "best"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    csv_lines = [",".join(header)]
+    best_of: dict[str, dict[str, float]] = {}
+    by_method: dict[str, list[tuple[Row, dict[str, float]]]] = {}
+    for row in plan.rows.get(spec.id, []):
+        records = row_records(plan, row)
+        if not records:
+            continue
+        means = {c: sum(float(r["final"][c]) for r in records) / len(records) for c in columns}
+        by_method.setdefault(row.values["method"], []).append((row, means))
+    for method, trials in by_method.items():
+        best = min(trials, key=lambda t: t[1]["top1_err"])
+        best_of[method] = best[1]
+        for row, means in trials:
+            params = " ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in row.params.items()) or "-"
+            mark = "**best**" if row is best[0] and len(trials) > 1 else ""
+            cells = [method, row.values.get("trial", "-"), params, str(len(row.runs)),
+                     *(f"{means[c]:.2f}" for c in columns), mark]
+            lines.append("| " + " | ".join(cells) + " |")
+            csv_lines.append(",".join([method, row.values.get("trial", ""), params.replace(",", ";"),
+                                       str(len(row.runs)), *(repr(means[c]) for c in columns),
+                                       "best" if mark else ""]))
+    if len(lines) == 2:
+        return ["_no finished runs yet_", ""]
+    atomic_write_text(out / "tables" / f"{spec.id}.csv", "\n".join(csv_lines) + "\n")
+    paper = paper_tables().get((spec.paper or {}).get("table", ""), {})
+    compare = ["", "Best trial per method, ours against the paper's best trial (lowest top-1 error):", "",
+               "| method | " + " | ".join(f"{c} | paper | Δ" for c in columns) + " |",
+               "|---|" + "---|" * (3 * len(columns))]
+    for method, ours in best_of.items():
+        entries = paper.get(method)
+        entries = entries if isinstance(entries, list) else [entries] if isinstance(entries, dict) else []
+        best_paper = min((e["values"] for e in entries), key=lambda v: v[0], default=None)
+        cells = [method]
+        for i, c in enumerate(columns):
+            if best_paper is None:
+                cells += [f"{ours[c]:.2f}", "", ""]
+            else:
+                cells += [f"{ours[c]:.2f}", f"{best_paper[i]:.2f}", f"{ours[c] - best_paper[i]:+.2f}"]
+        compare.append("| " + " | ".join(cells) + " |")
+    return [*lines, *compare, "", f"CSV: `tables/{spec.id}.csv`", ""]
+
+
+def _source_rows(plan: Plan, spec_id: str, seed: int, where: dict[str, Any] | None = None,
+                 pick: list[dict[str, str]] | None = None) -> list[tuple[Row, dict[str, Any]]]:
+    out = []
+    for row in plan.rows.get(spec_id, []):
+        if where and any(row.values.get(k) not in ([str(x) for x in v] if isinstance(v, list) else [str(v)])
+                         for k, v in where.items()):
+            continue
+        if pick and not any(all(row.values.get(k) == str(v) for k, v in p.items()) for p in pick):
+            continue
+        if seed < len(row.runs):
+            record = load_record(plan, row.runs[seed])
+            if record is not None:
+                out.append((row, record))
+    return out
+
+
+def _label(row: Row, skip: tuple[str, ...] = ()) -> str:
+    return " / ".join(v for k, v in row.labels.items() if k not in skip)
+
+
+def render_figure(plan: Plan, spec: Spec, out: Path) -> list[str]:
+    folder = out / "figures"
+    plot = spec.extra.get("plot")
+    source = spec.extra.get("from", {})
+    seed = int(source.get("seed", 0))
+    paths: list[Path] = []
+    if plot == "alpha_ablation":
+        points = {}
+        for row in plan.rows.get(spec.id, []):
+            records = row_records(plan, row)
+            if records:
+                points[float(row.values["alpha_T"])] = records
+        if points:
+            paths.append(figures.alpha_ablation(points, folder / f"{spec.id}.png", spec.title))
+    elif plot == "reliability":
+        chosen = {_label(r): rec for r, rec in _source_rows(plan, source["spec"], seed)}
+        if chosen:
+            paths += figures.reliability_panels({f"alpha_T {k}": v for k, v in chosen.items()}, folder, spec.id)
+    elif plot in ("curves", "regime"):
+        rows = (_source_rows(plan, source["spec"], seed) if source else
+                [(row, rec) for row in plan.rows.get(spec.id, []) for rec in row_records(plan, row)[:1]])
+        chosen = {_label(r): rec for r, rec in rows}
+        keys = [("val_nll", "test NLL"), ("val_top1_err", "test top-1 error (%)")]
+        if plot == "regime":
+            keys = [("train_top1_err", "train top-1 error (%)"), *keys]
+        if chosen:
+            paths += figures.epoch_curves(chosen, folder, spec.id, keys)
+    elif plot == "calibration":
+        for i, panel in enumerate(spec.extra.get("panels", [])):
+            rows = _source_rows(plan, panel["spec"], int(panel.get("seed", 0)), panel.get("where"))
+            groups: dict[str, list[tuple[Row, dict[str, Any]]]] = {}
+            for row, record in rows:
+                groups.setdefault(row.values[panel["group"]] if "group" in panel else "", []).append((row, record))
+            for j, (group, members) in enumerate(groups.items()):
+                skip = (panel["group"],) if "group" in panel else ()
+                name = panel["name"].format(**{panel.get("group", "_"): group}) if "group" in panel else panel["name"]
+                paths.append(figures.calibration_panel({_label(r, skip): rec for r, rec in members},
+                                                       folder / f"{spec.id}_{i}_{j}.png", name))
+    elif plot == "probabilities":
+        import torch
+
+        picks = source.get("pick", [])
+        shared = tuple(k for k in (picks[0] if picks else {}) if len({str(p.get(k)) for p in picks}) == 1)
+        predictions = {}
+        for row in plan.rows.get(source["spec"], []):
+            if not any(all(row.values.get(k) == str(v) for k, v in p.items()) for p in picks):
+                continue
+            run = plan.runs[row.runs[seed]] if seed < len(row.runs) else None
+            if run is not None and run.finished() and (run.dir / "val_predictions.pt").is_file():
+                predictions[_label(row, shared)] = torch.load(run.dir / "val_predictions.pt", weights_only=True)
+        if len(predictions) == 2:
+            paths.append(figures.probabilities(predictions, folder / f"{spec.id}.png", int(spec.extra.get("images", 8)),
+                                               spec.title))
+    else:
+        raise ValueError(f"{spec.path}: unknown plot {plot!r}")
+    if not paths:
+        return ["_no finished runs for this figure yet_", ""]
+    return [*(f"![{spec.id}](figures/{p.name})" for p in paths), ""]
+
+
+def machine() -> list[str]:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = "none"
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
+        gpus = "; ".join(listed.splitlines()) or "none"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return [f"- CPU: {cpu}, {os.cpu_count()} logical cores ({platform.machine()}, {platform.platform()})",
+            f"- GPU: {gpus}", f"- Python {platform.python_version()}"]
+
+
+def precision(plan: Plan) -> list[str]:
+    """The numeric precision each adapter's finished runs used, read from their records."""
+    counts: dict[str, Counter] = {}
+    for run in plan.runs.values():
+        record = load_record(plan, run.key) if run.record is not None else None
+        if record is None:
+            continue
+        config = record.get("config", {})
+        if run.adapter == "classification":
+            runtime = config.get("runtime", {})
+            what = f"autocast {runtime.get('amp')}" if runtime.get("amp") not in (None, "off") else "fp32"
+            what += ", channels_last" if runtime.get("channels_last") else ""
+            what += f" on {record.get('host', {}).get('device', '?')}"
+        elif run.adapter == "detection":
+            what = "mixed (AmpOptimWrapper)" if "AmpOptimWrapper" in config.get("text", "") else "fp32"
+        else:
+            command = config.get("train_command", [])
+            what = "fp16" if "--fp16" in command else "bf16" if "--bf16" in command else "fp32"
+        counts.setdefault(run.adapter, Counter())[what] += 1
+    return [f"- {adapter}: " + ", ".join(f"{what} ({n} runs)" for what, n in c.items())
+            for adapter, c in counts.items()]
+
+
+def failures(plan: Plan, outcomes: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
+    for key, outcome in outcomes.items():
+        run = plan.runs.get(key)
+        if run is None or outcome.get("ok") or run.finished():
+            continue
+        lines += [f"### {run.title}", "", f"{outcome.get('note', '')} (run folder `{run.dir}`)", ""]
+        if run.log.is_file():
+            tail = run.log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            lines += ["```", *tail, "```", ""]
+    return lines or ["None.", ""]
+
+
+def build(plan: Plan, profile: dict[str, Any], outcomes: dict[str, dict[str, Any]], stages: list[tuple[str, float]],
+          performance: list[dict[str, Any]]) -> Path:
+    out = plan.results
+    lines = [f"# PS-KD benchmark suite: the {plan.profile} profile", "",
+             "Built from the run records under `runs/` by `benchmarks/run_all.sh`; tables and figures in the "
+             "paper's order, the paper's numbers beside ours.", "", "## What this profile is", "",
+             str(profile.get("about", "")).strip(), ""]
+    states = Counter(plan.states().values())
+    lines += [f"Runs: {len(plan.runs)} ({', '.join(f'{n} {s}' for s, n in states.items())}).", ""]
+    lines += ["## Machine", "", *machine(), "", "Precision of the finished runs:", "", *precision(plan), ""]
+    for sid in plan.selected:
+        spec = plan.specs[sid]
+        where = spec.path.relative_to(REPO) if spec.path.is_relative_to(REPO) else spec.path
+        lines += [f"## {spec.title}", "", f"_spec: `{where}`_", ""]
+        if spec.kind == "search":
+            lines += render_search(plan, spec, out)
+        elif spec.kind == "table":
+            lines += render_table(plan, spec, out)
+        else:
+            lines += render_figure(plan, spec, out)
+    lines += ["## Performance (measured by this invocation unless dated otherwise)", ""]
+    for entry in performance:
+        lines += [f"### {entry['name']}", "", f"`{entry['command']}` ({entry['when']}, {entry['seconds']:.0f} s, "
+                  f"exit code {entry['returncode']})", "", "```", *entry["output"].rstrip().splitlines()[-30:],
+                  "```", ""]
+    if not performance:
+        lines += ["Not run.", ""]
+    lines += ["## Failures", "", *failures(plan, outcomes)]
+    lines += ["## Wall time per stage", "", "| stage | seconds |", "|---|---|",
+              *(f"| {name} | {seconds:.1f} |" for name, seconds in stages), ""]
+    return atomic_write_text(out / "REPORT.md", "\n".join(lines))

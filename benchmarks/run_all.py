@@ -1,0 +1,209 @@
+"""The main job: rebuild every table and figure of the paper on a profile, then write REPORT.md.
+
+    python -m benchmarks.run_all [smoke|demo|paper] [--only ID[,ID]] [--seeds N] [--executor local|slurm]
+                                 [--jobs N] [--dry-run]
+
+(``bash benchmarks/run_all.sh ...`` sets the environment up first, then calls this.)
+
+Specs: ``benchmarks/tables/<id>.yaml`` (one per table or figure); profiles: ``benchmarks/profiles/``.
+Every run is keyed by its resolved config: a finished run is kept, an interrupted one resumed through
+its adapter's resume, a failed one reported in REPORT.md with the tail of its log while the others go
+on; the exit code is 1 when a run failed, 2 when input data are missing (nothing is run then).
+``--dry-run`` lists every run with its state and cost estimate and runs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.pipeline import report
+from benchmarks.pipeline.executors import LocalExecutor, Outcome, SubmititExecutor, schedule
+from benchmarks.pipeline.plan import BLOCKED, FINISHED, Expander, Plan, close_over_dependencies
+from benchmarks.pipeline.specs import PROFILES, REPO, TABLES_DIR, SpecError, load_profile, load_specs, select_ids
+
+PIPELINE_STATE = "pipeline.json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="run_all", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("profile", nargs="?", default=os.environ.get("PSKD_PROFILE", "demo"), choices=PROFILES)
+    parser.add_argument("--only", help="comma-separated table/figure ids (the file names under benchmarks/tables/)")
+    parser.add_argument("--seeds", type=int, help="seeds per row for every table (default: each spec's profile)")
+    parser.add_argument("--executor", choices=["local", "slurm"], default="local")
+    parser.add_argument("--jobs", type=int, help="runs at a time (local: default one per CPU core, or per GPU)")
+    parser.add_argument("--dry-run", action="store_true", help="list every run with its state and cost; run nothing")
+    parser.add_argument("--cluster", default="slurm", choices=["slurm", "local", "debug"],
+                        help="--executor slurm: submitit's cluster ('local' and 'debug' run on this machine)")
+    parser.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra Slurm parameter for every job, e.g. partition=gpu or account=abc (repeatable)")
+    parser.add_argument("--results", help="output folder (default results/<profile>)")
+    parser.add_argument("--tables", default=str(TABLES_DIR), help=argparse.SUPPRESS)
+    parser.add_argument("--no-performance", action="store_true", help="skip the benchmark scripts")
+    args = parser.parse_args(argv)
+    if args.seeds is not None and args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    if args.jobs is not None and args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    if any("=" not in item for item in args.slurm):
+        parser.error("--slurm takes KEY=VALUE, e.g. --slurm partition=gpu")
+    return args
+
+
+def make_plan(args: argparse.Namespace) -> tuple[Plan, dict[str, Any]]:
+    profile = load_profile(args.profile)
+    specs = load_specs(Path(args.tables))
+    selected = select_ids(specs, args.only)
+    results = Path(args.results) if args.results else REPO / "results" / args.profile
+    return Expander(specs, selected, profile, results.resolve(), args.seeds).expand(), profile
+
+
+def print_dry_run(plan: Plan) -> None:
+    states = plan.states()
+    unit = plan.cost_unit
+    print(f"{'state':<10} {unit:>12}  {'adapter':<14} {'key':<12}  run")
+    totals: dict[str, float] = {}
+    for key, run in plan.runs.items():
+        state = states[key]
+        cost = 0.0 if state == FINISHED else run.cost
+        totals[state] = totals.get(state, 0.0) + cost
+        print(f"{state:<10} {cost:12.2f}  {run.adapter:<14} {key:<12}  {run.title}")
+    counts = {s: sum(1 for v in states.values() if v == s) for s in set(states.values())}
+    print(f"\n{len(plan.runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    remaining = sum(v for s, v in totals.items() if s != FINISHED)
+    print(f"estimated cost of what remains: {remaining:.1f} {unit}")
+    source = plan_cost_source(plan)
+    if source:
+        print(f"(cost model: {source})")
+
+
+def plan_cost_source(plan: Plan) -> str:
+    profile = load_profile(plan.profile)
+    return str(profile.get("cost", {}).get("source", ""))
+
+
+def report_missing(plan: Plan) -> bool:
+    """Print every missing data set that an unfinished run needs, with where to get it; True if any."""
+    needed = plan.needed_missing()
+    if not needed:
+        return False
+    print(f"\nMissing input data for the {plan.profile} profile (nothing was run):", file=sys.stderr)
+    for name, keys in needed.items():
+        item = plan.data[name]
+        specs = sorted({s for k in keys for s in plan.runs[k].specs})
+        print(f"  - {name}: needed by {len(keys)} run(s) of {', '.join(specs)}; looked at "
+              f"{', '.join(item.looked_at) or '(no location configured)'}.\n    Get it: {item.get}", file=sys.stderr)
+    blocked = plan.blocked_specs()
+    ready = [s for s in plan.selected if s not in blocked]
+    if ready:
+        print(f"Tables and figures whose inputs are all present: --only {','.join(ready)}", file=sys.stderr)
+    return True
+
+
+def run_performance(plan: Plan, profile: dict[str, Any], force: bool) -> tuple[list[dict[str, Any]], bool]:
+    """Run the profile's benchmark scripts (or reuse the last results when nothing was trained now)."""
+    folder = plan.results / "performance"
+    saved = folder / "performance.json"
+    if not force and saved.is_file():
+        return json.loads(saved.read_text()), False
+    entries = []
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for bench in profile.get("performance", []):
+        args = [str(a).format(results=plan.results) for a in bench.get("args", [])]
+        cmd = [sys.executable, "-m", bench["module"], *args]
+        print(f"== performance: {bench['name']}", flush=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
+        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+        entries.append({"name": bench["name"], "command": " ".join(["python", "-m", bench["module"], *args]),
+                        "returncode": done.returncode, "seconds": time.monotonic() - start,
+                        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                        "output": done.stdout + ("" if done.returncode == 0 else done.stderr[-3000:])})
+    from common.io import atomic_write_json
+
+    atomic_write_json(saved, entries)
+    return entries, True
+
+
+def load_outcomes(plan: Plan) -> dict[str, dict[str, Any]]:
+    path = plan.results / PIPELINE_STATE
+    return json.loads(path.read_text()).get("outcomes", {}) if path.is_file() else {}
+
+
+def save_outcomes(plan: Plan, outcomes: dict[str, dict[str, Any]]) -> None:
+    from common.io import atomic_write_json
+
+    atomic_write_json(plan.results / PIPELINE_STATE, {"outcomes": outcomes})
+
+
+def stage_times(plan: Plan, outcomes: dict[str, Outcome]) -> list[tuple[str, float]]:
+    """Per adapter: the span from its first run's start to its last run's end in this invocation."""
+    spans: dict[str, list[float]] = {}
+    for key, outcome in outcomes.items():
+        span = spans.setdefault(plan.runs[key].adapter, [outcome.start, outcome.end])
+        span[0], span[1] = min(span[0], outcome.start), max(span[1], outcome.end)
+    return [(f"runs: {adapter} (span)", end - start) for adapter, (start, end) in spans.items()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    start = time.monotonic()
+    try:
+        plan, profile = make_plan(args)
+    except SpecError as err:
+        print(f"run_all: {err}", file=sys.stderr)
+        return 2
+    stages = [("plan (expand specs, check data)", time.monotonic() - start)]
+    if args.dry_run:
+        print_dry_run(plan)
+        report_missing(plan)
+        return 0
+    if report_missing(plan):
+        return 2
+    states = plan.states()
+    todo = close_over_dependencies(plan, [k for k, s in states.items() if s not in (FINISHED, BLOCKED)])
+    print(f"== [{plan.profile}] {len(plan.runs)} runs, {len(todo)} to run or resume, results in {plan.results}",
+          flush=True)
+    plan.results.mkdir(parents=True, exist_ok=True)
+    executor: Any
+    if args.executor == "slurm":
+        executor = SubmititExecutor(plan.results / "submitit", args.cluster,
+                                    dict(item.split("=", 1) for item in args.slurm), args.jobs)
+    else:
+        executor = LocalExecutor(args.jobs)
+    outcomes: dict[str, Outcome] = {}
+    if todo:
+        t0 = time.monotonic()
+        outcomes = schedule(plan, todo, executor, report=lambda line: print(line, flush=True))
+        stages.append(("runs (all adapters, pooled)", time.monotonic() - t0))
+        stages += stage_times(plan, outcomes)
+    saved = load_outcomes(plan)
+    saved.update({k: o.to_dict() for k, o in outcomes.items()})
+    save_outcomes(plan, saved)
+    performance: list[dict[str, Any]] = []
+    if not args.no_performance and profile.get("performance"):
+        t0 = time.monotonic()
+        performance, measured = run_performance(plan, profile, force=bool(todo))
+        if measured:
+            stages.append(("performance benchmarks", time.monotonic() - t0))
+    # The report is built twice: the second time it holds its own build time and the total.
+    t0 = time.monotonic()
+    report.build(plan, profile, saved, stages, performance)
+    stages += [("report", time.monotonic() - t0), ("total", time.monotonic() - start)]
+    path = report.build(plan, profile, saved, stages, performance)
+    failed = [k for k, o in outcomes.items() if not o.ok]
+    print(f"== [{plan.profile}] report: {path}" + (f"; {len(failed)} run(s) failed (see its Failures section)"
+                                                    if failed else ""), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""The main job (benchmarks/run_all.sh): specs expand on every profile, the paper profile's data check, and the
+smoke profile end to end (every table and figure in REPORT.md, numbers equal to the records, a rerun runs
+nothing, an interrupted run resumes, a failing run is reported while the others finish, submitit's path)."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks import run_all
+from benchmarks.pipeline.plan import FINISHED, RESUME, Step
+from benchmarks.pipeline.specs import PROFILES, REPO, TABLES_DIR, load_specs
+
+PAPER_DATA_ENV = ("PSKD_CIFAR100", "PSKD_IMAGENET", "PSKD_VOC", "PSKD_IWSLT15")
+TINY_SPEC = """
+id: tiny
+kind: table
+order: 1
+title: "Tiny table for the pipeline tests"
+adapter: classification
+columns: [top1_err, nll]
+axes:
+  method:
+    baseline: {configs: [methods/baseline]}
+profiles:
+  smoke:
+    seeds: 1
+    overrides: [model.name=resnet8, optim.epochs=EPOCHS, "optim.milestones=[]", data.train_size=TRAIN]
+"""
+BROKEN_SPEC = """
+id: broken
+kind: table
+order: 2
+title: "A table whose only run fails"
+adapter: classification
+columns: [top1_err]
+axes:
+  method:
+    ps_kd: {configs: [methods/ps_kd]}
+profiles:
+  smoke:
+    seeds: 1
+    overrides: [model.name=resnet8, data.name=imagenet, data.root=/nonexistent]
+"""
+
+
+def _plan(profile, tmp_path, tables=TABLES_DIR, only=None):
+    args = run_all.parse_args([profile, "--results", str(tmp_path / profile), "--tables", str(tables),
+                               *(["--only", only] if only else [])])
+    return run_all.make_plan(args)[0]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_spec_expands_on_every_profile(profile, tmp_path):
+    plan = _plan(profile, tmp_path)
+    specs = load_specs()
+    assert set(plan.selected) == set(specs)
+    for sid, spec in specs.items():
+        if spec.adapter:
+            assert plan.rows[sid], f"{sid} has no rows on {profile}"
+            assert all(key in plan.runs for row in plan.rows[sid] for key in row.runs)
+    for run in plan.runs.values():
+        assert all(dep in plan.runs for dep in run.deps)
+
+
+def test_table_s3_runs_depend_on_converted_imagenet_classifiers(tmp_path):
+    plan = _plan("paper", tmp_path, only="table_s3")
+    assert "imagenet" in plan.selected or any(r.adapter == "classification" for r in plan.runs.values())
+    detectors = [r for r in plan.runs.values() if r.adapter == "detection"]
+    assert len(detectors) == 7
+    for detector in detectors:
+        (convert,) = [plan.runs[d] for d in detector.deps if plan.runs[d].adapter == "convert"]
+        (classifier,) = [plan.runs[d] for d in convert.deps]
+        assert classifier.adapter == "classification"
+        assert any("model.backbone.init_cfg.checkpoint=" + str(convert.done) == a for a in detector.steps[0].args)
+
+
+def test_same_resolved_config_is_one_run(tmp_path):
+    plan = _plan("paper", tmp_path, only="cifar100_main,fig_s1")
+    cifar_pskd = next(r for r in plan.rows["cifar100_main"]
+                      if r.values == {"model": "preact_resnet18", "method": "ps_kd"})
+    alpha_08 = next(r for r in plan.rows["fig_s1"] if r.values == {"alpha_T": "0.8"})
+    assert cifar_pskd.runs[0] == alpha_08.runs[0]
+
+
+def test_torchrun_only_for_several_gpus_or_nodes():
+    step = Step("classification.train", ["--config", "x"], torchrun_args=[])
+    assert step.argv("py", gpus=1) == ["py", "-m", "classification.train", "--config", "x"]
+    many = step.argv("py", gpus=8)
+    assert many[:4] == ["py", "-m", "torch.distributed.run", "--nproc_per_node=8"]
+    nodes = step.argv("py", gpus=8, nodes=2, node_rank=1, master="node7")
+    assert "--nnodes=2" in nodes and "--node_rank=1" in nodes and "--rdzv_endpoint=node7:29500" in nodes
+
+
+def test_paper_profile_lists_all_missing_data_and_runs_nothing(tmp_path, monkeypatch, capsys):
+    for env in PAPER_DATA_ENV:
+        monkeypatch.setenv(env, str(tmp_path / "nowhere" / env))
+    results = tmp_path / "paper"
+    code = run_all.main(["paper", "--results", str(results)])
+    err = capsys.readouterr().err
+    assert code == 2
+    for name in ("cifar100", "imagenet", "voc2007", "iwslt15"):
+        assert f"- {name}:" in err
+    assert "cs.toronto.edu" in err and "image-net.org" in err
+    assert not (results / "runs").exists()
+
+
+def test_paper_dry_run_lists_every_run_with_gpu_hours(tmp_path, capsys):
+    assert run_all.main(["paper", "--dry-run", "--results", str(tmp_path / "paper")]) == 0
+    out = capsys.readouterr().out
+    total = float(re.search(r"estimated cost of what remains: ([\d.]+) GPU hours", out).group(1))
+    assert total > 1000  # 300-epoch CIFAR runs and 90-epoch ImageNet runs: thousands of GPU hours
+    for spec in load_specs().values():
+        assert f"{spec.id}:" in out or not spec.axes, spec.id
+
+
+# ---------------------------------------------------------------------- smoke, end to end
+
+def _tables_with(tmp_path, extra: dict[str, str]) -> Path:
+    folder = tmp_path / "tables"
+    shutil.copytree(TABLES_DIR, folder)
+    for name, text in extra.items():
+        (folder / f"{name}.yaml").write_text(text)
+    return folder
+
+
+def _run_all(*args, timeout=1800):
+    """run_all.sh without its set-up step (tests/run.sh has done it): ``python -m benchmarks.run_all``."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+    return subprocess.run([sys.executable, "-m", "benchmarks.run_all", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _markdown_table(report: str, title: str) -> tuple[list[str], list[list[str]]]:
+    """The first Markdown table after the section ``## title``: its header and its rows of cells."""
+    lines = report.split(f"## {title}", 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines[start:end]]
+    return cells[0], cells[2:]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    tables = _tables_with(tmp, {"broken": BROKEN_SPEC})
+    start = time.monotonic()
+    done = _run_all("smoke", "--results", str(tmp / "smoke"), "--tables", str(tables))
+    return {"tmp": tmp, "tables": tables, "done": done, "seconds": time.monotonic() - start,
+            "results": tmp / "smoke"}
+
+
+@pytest.mark.slow
+def test_smoke_builds_every_table_and_figure(smoke):
+    done, results = smoke["done"], smoke["results"]
+    print(f"smoke profile: {smoke['seconds']:.0f} s")
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]  # the broken table's run failed
+    report = (results / "REPORT.md").read_text()
+    for spec in load_specs(smoke["tables"]).values():
+        assert f"## {spec.title}" in report, spec.id
+    figures = report.split("## Performance")[0]
+    for fig in ("fig_regime", "fig_s1", "fig_s2", "fig_s3", "fig_s4_s5", "fig_s6"):
+        assert f"](figures/{fig}" in figures, fig
+    pngs = {p.name for p in (results / "figures").glob("*.png")}
+    assert all(re.search(r"\]\(figures/([^)]+)\)", line).group(1) in pngs
+               for line in report.splitlines() if line.startswith("!["))
+    for table in ("cifar100_main", "imagenet", "table_s1", "table_s2", "table_s3", "iwslt15_bleu"):
+        assert (results / "tables" / f"{table}.csv").is_file(), table
+    assert "_no finished runs" not in report.split("## A table whose only run fails")[0]
+    assert "## Machine" in report and "Precision of the finished runs" in report
+    assert "## Wall time per stage" in report and "| total |" in report
+
+
+@pytest.mark.slow
+def test_smoke_numbers_are_the_records(smoke, tmp_path):
+    report = (smoke["results"] / "REPORT.md").read_text()
+    plan = _plan("smoke", tmp_path, smoke["tables"])
+    plan.results = smoke["results"]
+    spec = plan.specs["cifar100_main"]
+    header, rows = _markdown_table(report, spec.title)
+    column = header.index("Top-1 Err (%)")
+    paper = header.index("paper", column)
+    checked = 0
+    expanded = run_all.make_plan(run_all.parse_args(["smoke", "--results", str(smoke["results"]), "--tables",
+                                                     str(smoke["tables"])]))[0]
+    for row in expanded.rows["cifar100_main"]:
+        record = json.loads(expanded.runs[row.runs[0]].record.read_text())
+        cells = next(r for r in rows if r[1] == row.labels["method"])
+        assert float(cells[column]) == pytest.approx(record["final"]["top1_err"], abs=0.006)
+        assert cells[paper] != ""  # the paper's number is printed beside ours
+        checked += 1
+    assert checked == 5
+    bleu_header, bleu_rows = _markdown_table(report, plan.specs["iwslt15_bleu"].title)
+    assert len(bleu_rows) == 6 and "BLEU" in bleu_header
+
+
+@pytest.mark.slow
+def test_failed_run_is_reported_with_its_log_tail_and_others_finish(smoke):
+    report = (smoke["results"] / "REPORT.md").read_text()
+    failures = report.split("## Failures", 1)[1]
+    assert "broken: ps_kd" in failures and "```" in failures
+    assert "FAILED" in smoke["done"].stdout
+
+
+@pytest.mark.slow
+def test_rerun_runs_nothing(smoke):
+    ids = ",".join(s for s in load_specs(smoke["tables"]) if s != "broken")
+    start = time.monotonic()
+    again = _run_all("smoke", "--results", str(smoke["results"]), "--tables", str(smoke["tables"]), "--only", ids)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert " 0 to run or resume" in again.stdout and "[start" not in again.stdout
+    assert time.monotonic() - start < 120
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes(tmp_path):
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "tiny.yaml").write_text(TINY_SPEC.replace("EPOCHS", "8").replace("TRAIN", "2048"))
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "benchmarks.run_all", "smoke", "--results", str(results), "--tables", str(tables),
+           "--no-performance"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(results.glob("runs/*/checkpoint.pt")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    plan = run_all.make_plan(run_all.parse_args(["smoke", "--results", str(results), "--tables", str(tables)]))[0]
+    (key,) = plan.runs
+    assert plan.states()[key] == RESUME
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert plan.states()[key] == FINISHED
+    record = json.loads(plan.runs[key].record.read_text())
+    assert [e["epoch"] for e in record["epochs"]] == list(range(8))
+    attempts = plan.runs[key].log.read_text().split("\n== ")
+    resumed = [line for line in attempts[-1].splitlines() if line.startswith("epoch ")]
+    assert resumed and not resumed[0].startswith("epoch 1/"), resumed[:2]
+
+
+@pytest.mark.slow
+def test_submitit_executor_runs_the_same_path(tmp_path):
+    pytest.importorskip("submitit")
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "tiny.yaml").write_text(TINY_SPEC.replace("EPOCHS", "1").replace("TRAIN", "128"))
+    results = tmp_path / "results"
+    code = run_all.main(["smoke", "--executor", "slurm", "--cluster", "local", "--results", str(results),
+                         "--tables", str(tables), "--no-performance"])
+    assert code == 0
+    plan = run_all.make_plan(run_all.parse_args(["smoke", "--results", str(results), "--tables", str(tables)]))[0]
+    assert set(plan.states().values()) == {FINISHED}
+    assert list((results / "submitit").glob("*_log.out"))
+    assert "Tiny table" in (results / "REPORT.md").read_text()
