@@ -231,8 +231,11 @@ class Expander:
             out.append({**frag, **extra})
         return out
 
-    def seeds_of(self, spec: Spec) -> list[int]:
-        return list(range(self.seeds or int(spec.profile(self.name).get("seeds", 1))))
+    def seeds_of(self, spec: Spec, frags: list[dict[str, Any]] | None = None) -> list[int]:
+        """``--seeds``, else an axis value's own ``seeds`` (a demo row run once where the table's headline
+        rows get three), else the spec profile's."""
+        own = next((int(f["seeds"]) for f in frags or [] if "seeds" in f), None)
+        return list(range(self.seeds or own or int(spec.profile(self.name).get("seeds", 1))))
 
     def expand(self) -> Plan:
         rows: dict[str, list[Row]] = {}
@@ -266,10 +269,10 @@ class Expander:
             search = next((f["search"] for f in frags if "search" in f), None)
             if spec.kind == "search" and search:
                 for i, point in enumerate(self._trials(spec, search, int(prof.get("trials", 5)))):
-                    keys = [self.row_run(spec, values, seed, point) for seed in self.seeds_of(spec)]
+                    keys = [self.row_run(spec, values, seed, point) for seed in self.seeds_of(spec, frags)]
                     out.append(Row({**values, "trial": str(i)}, {**labels, "trial": str(i)}, None, keys, point))
             else:
-                keys = [self.row_run(spec, values, seed) for seed in self.seeds_of(spec)]
+                keys = [self.row_run(spec, values, seed) for seed in self.seeds_of(spec, frags)]
                 out.append(Row(values, labels, paper, keys))
         return out
 

@@ -23,7 +23,7 @@ PROFILES_DIR = BENCH_DIR / "profiles"
 PROFILES = ("smoke", "demo", "paper")
 KINDS = ("table", "figure", "search")
 FRAGMENT_KEYS = {"configs", "overrides", "args", "vars", "label", "paper", "teacher", "backbone", "pskd_head",
-                 "search"}
+                 "search", "seeds"}
 
 
 class SpecError(ValueError):

@@ -2,7 +2,7 @@
 # Faster R-CNN R50-FPN 1x, ImageNet R-50 from torchvision, VOC2007+2012 trainval (16,551 images) repeated 3x
 # for 4 epochs, VOC2007 test with 11-point AP, batch 2 x 8 GPUs. mmdet's model zoo (configs/pascal_voc/README.md)
 # gives it 80.4 box AP (model faster_rcnn_r50_fpn_1x_voc0712_20220320_192712, trained with mmdet 2.x);
-# benchmarks/report_detection.py prints that value beside this run's row.
+# detection/report.py prints that value beside this run's row.
 # Why mmdet's data rather than this suite's VOC2007-only set: 80.4 was measured on VOC07+12, so only this
 # setting has a published number to compare with. The one change from mmdet 3.3's config is the one made in
 # faster-rcnn_r152_fpn_voc07.py: every training box is used (bbox_min_size=0), as in mmdet 2.x, which

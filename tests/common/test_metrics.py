@@ -1,4 +1,4 @@
-"""Metrics against the official PS-KD evaluation (benchmarks/official_reference.py, a transcription of
+"""Metrics against the official PS-KD evaluation (benchmarks/perf/official_reference.py, a transcription of
 utils/metric.py and main.py's val), including the cases where the official code is not deterministic."""
 
 import itertools
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks.official_reference import accuracy, calc_aurc, metric_ece_aurc_eaurc, reliability_bins, val
+from benchmarks.perf.official_reference import accuracy, calc_aurc, metric_ece_aurc_eaurc, reliability_bins, val
 from common import (
     ClassificationMetrics,
     aurc,

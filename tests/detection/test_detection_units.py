@@ -337,7 +337,7 @@ def test_the_mmdet_baseline_config_is_mmdets_own_but_for_the_box_filter_and_the_
 def test_report_carries_mmdets_published_baseline_beside_the_paper_rows(tmp_path):
     from mmengine.config import Config
 
-    from benchmarks.report_detection import MMDET_BASELINE, build
+    from detection.report import MMDET_BASELINE, build
     from detection.runs import write_record
 
     metrics = {f"pascal_voc/AP_{c}": 70.0 + i / 2 for i, c in enumerate(VOC_CLASSES)}

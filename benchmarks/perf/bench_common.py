@@ -1,6 +1,6 @@
 """Figures for common/: prediction-store speed and memory, and metric speed.
 
-    python -m benchmarks.bench_common [--quick] [--out results/bench_common.json]
+    python -m benchmarks.perf.bench_common [--quick] [--out results/bench_common.json]
 
 1. Store read + update per training step at batch 128 with fresh random ids, at CIFAR-100 size
    (50,000 x 100) and ImageNet size (1,281,167 x 1000, fp32 and fp16), against the official code's
@@ -10,7 +10,7 @@
    sizes (PSS, shared pages split between the processes that map them).
 3. All classification metrics on 50,000 x 1000 probabilities, and ECE + AURC against the official
    utils/metric.py (per-bin Python loops over the samples, AURC in numpy;
-   benchmarks/official_reference.py).
+   benchmarks/perf/official_reference.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.official_reference import metric_ece_aurc_eaurc
+from benchmarks.perf.official_reference import metric_ece_aurc_eaurc
 from common import PredictionStore, aurc, classification_metrics, expected_calibration_error
 from common.io import atomic_write_json
 
@@ -110,7 +110,7 @@ def bench_memory(n: int, k: int, dtype: str, tmp: Path) -> dict:
             out = tmp / f"mem-{sharing}-{rank}.json"
             env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2",
                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-            procs.append(subprocess.Popen([sys.executable, "-m", "benchmarks.bench_common", "--memory-worker",
+            procs.append(subprocess.Popen([sys.executable, "-m", "benchmarks.perf.bench_common", "--memory-worker",
                                            sharing, str(n), str(k), dtype, str(out)], env=env))
             outs.append(out)
         for p in procs:
@@ -127,7 +127,7 @@ def bench_memory(n: int, k: int, dtype: str, tmp: Path) -> dict:
 def bench_metrics(n: int, k: int) -> dict:
     """All metrics through the streaming path, and ECE + AURC alone, against the official loops.
 
-    The official ``metric_ece_aurc_eaurc`` (benchmarks/official_reference.py) gets the float64 array
+    The official ``metric_ece_aurc_eaurc`` (benchmarks/perf/official_reference.py) gets the float64 array
     that its ``np.asarray`` would make of main.py's list of Python floats; building that list is not
     timed. The differences between the two results are printed, not checked (tests/common/test_metrics.py
     checks them).

@@ -1,6 +1,6 @@
 """Figures for the classification trainer (CPU by default; --device cuda on a GPU machine).
 
-    python -m benchmarks.bench_classification [--model resnet20] [--steps 30] [--device cpu]
+    python -m benchmarks.perf.bench_classification [--model resnet20] [--steps 30] [--device cpu]
 
 1. One training step with PS-KD (store read, soft-target loss, store update) against the baseline
    step (cross entropy), same model and batch of 128, measured alternately in the same run.

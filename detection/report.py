@@ -5,7 +5,7 @@ A run of ``detection/configs/faster-rcnn_r50_fpn_voc0712_mmdet.py`` (mmdet's own
 baseline) gets the row ``mmdet_r50_voc0712`` with mmdet's published mAP in the paper column, named as
 such under the table: a check of the detector set-up independent of PS-KD.
 
-    python -m benchmarks.report_detection WORK_DIRS OUT_STEM
+    python -m detection.report WORK_DIRS OUT_STEM
 """
 
 from __future__ import annotations

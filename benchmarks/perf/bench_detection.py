@@ -1,6 +1,6 @@
 """Time per training iteration with PS-KD in the RoI head against the plain detector (CPU demo config).
 
-    python -m benchmarks.bench_detection [--images 64] [--epochs 2]
+    python -m benchmarks.perf.bench_detection [--images 64] [--epochs 2]
 
 Both configs train on the same synthetic VOC set in this run; the PS-KD snapshot works from epoch 2 on,
 so the figure is the mean iteration time (mmengine's ``time``) over the last epoch.

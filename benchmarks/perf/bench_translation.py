@@ -1,6 +1,6 @@
 """Training speed of ``--criterion pskd`` against fairseq's ``label_smoothed_cross_entropy``.
 
-    python -m benchmarks.bench_translation --data data/translation/demo [--profile demo] [--direction de-en]
+    python -m benchmarks.perf.bench_translation --data data/translation/demo [--profile demo] [--direction de-en]
 
 Both train the same model on the same data for 2 epochs in this run; the PS-KD teacher works from
 epoch 2 on, so the figure is epoch 2's training words per second, and the ratio of step times is

@@ -1,6 +1,6 @@
 """A short check of the CUDA paths (under 5 minutes on one GPU); skips cleanly without CUDA.
 
-    python -m benchmarks.gpu_check
+    python -m tests.gpu.gpu_check
 
 * a few steps of the real trainer with bf16 and fp16 autocast and channels_last, store on the GPU;
 * PS-KD / baseline step-time ratio with the prediction store on the GPU and on the CPU (pinned,
@@ -22,7 +22,7 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_check: skipped, CUDA is not available on this machine")
         return 0
-    from benchmarks.bench_classification import step_ratio
+    from benchmarks.perf.bench_classification import step_ratio
     from classification.config import load_config
     from classification.trainer import Trainer
 
