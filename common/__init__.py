@@ -39,6 +39,7 @@ from common.schedules import (
     check_schedule,
     make_schedule,
 )
+from common.sequence_store import SequenceStore, topk_token_loss
 from common.targets import one_hot, soften_targets
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "LinearAlpha",
     "PastPredictions",
     "PredictionStore",
+    "SequenceStore",
     "SnapshotTeacher",
     "TFKDRegLoss",
     "TFKDSelfLoss",
@@ -75,4 +77,5 @@ __all__ = [
     "tf_kd_reg_teacher",
     "tf_kd_self_loss",
     "top_k_error",
+    "topk_token_loss",
 ]

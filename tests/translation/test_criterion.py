@@ -1,5 +1,6 @@
 from types import SimpleNamespace
 
+import numpy
 import pytest
 import torch
 import torch.nn.functional as F
@@ -52,6 +53,10 @@ class _Task:
     def begin_epoch(self, epoch, model):
         self.seen.append(epoch)
 
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        loss, nll = criterion.compute_loss(model, sample["net_output"], sample)
+        return loss * 0 if ignore_grad else loss, nll
+
 
 def test_teacher_is_refreshed_at_every_epoch_start_and_never_registered():
     task = _Task()
@@ -83,3 +88,245 @@ def test_fixed_schedule_runs_without_max_epoch():
     criterion = PSKDCriterion(_Task(), False, 0.1, alpha_T=0.3, pskd_schedule="fixed", max_epoch=0)
     criterion.begin_epoch(7, torch.nn.Linear(3, 3))
     assert criterion.alpha == pytest.approx(0.3) and criterion.teacher.ready
+
+
+# --pskd-past store: a fake fairseq model and task, so that the criterion's own code path runs end to end.
+VOCAB, LENGTHS = 9, [3, 1, 4, 2]
+
+
+class _LogitModel(torch.nn.Module):
+    """Looks like a fairseq model to the criterion: net_output = (logits,), targets from the sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+
+    def get_normalized_probs(self, net_output, log_probs):
+        return F.log_softmax(net_output[0], dim=-1) if log_probs else F.softmax(net_output[0], dim=-1)
+
+    def get_targets(self, sample, net_output):
+        return sample["target"]
+
+
+class _StoreTask(_Task):
+    def __init__(self):
+        from fairseq.tasks.fairseq_task import StatefulContainer
+
+        super().__init__()
+        self.target_dictionary = _Dictionary()
+        self.state = StatefulContainer()
+
+    def dataset(self, split):
+        assert split == "train"
+        return SimpleNamespace(tgt_sizes=numpy.array(LENGTHS))  # fairseq: a numpy array
+
+
+class _Dictionary:
+    def pad(self):
+        return PAD
+
+    def __len__(self):
+        return VOCAB
+
+
+def _sample(ids, seed):
+    generator = torch.Generator().manual_seed(seed)
+    target = torch.full((len(ids), max(LENGTHS[i] for i in ids)), PAD)
+    for row, i in enumerate(ids):
+        target[row, :LENGTHS[i]] = torch.randint(2, VOCAB, (LENGTHS[i],), generator=generator)
+    logits = torch.randn(len(ids), target.shape[1], VOCAB, generator=generator)
+    return {"id": torch.tensor(ids), "target": target}, (logits,)
+
+
+def _store_criterion(task, alpha_T=0.6, save_dir="/nonexistent"):
+    return PSKDCriterion(task, False, 0.1, alpha_T=alpha_T, max_epoch=3, pskd_past="store", pskd_topk=3,
+                         save_dir=str(save_dir))
+
+
+BATCHES = [[2, 0], [3, 1]]
+
+
+def _epoch(task, model, criterion, epoch, seed):
+    task.begin_epoch(epoch, model)
+    out = []
+    for b, ids in enumerate(BATCHES):
+        sample, net_output = _sample(ids, seed + b)
+        out.append((sample, net_output, criterion.compute_loss(model, net_output, sample)))
+    return out
+
+
+def test_store_epoch_one_is_exactly_label_smoothing():
+    task, model = _StoreTask(), _LogitModel()
+    criterion = _store_criterion(task)
+    for sample, net_output, (loss, nll) in _epoch(task, model, criterion, 1, seed=10):
+        lprobs = F.log_softmax(net_output[0], dim=-1).view(-1, VOCAB)
+        ls, ls_nll = label_smoothed_nll_loss(lprobs, sample["target"].view(-1), 0.1, ignore_index=PAD)
+        assert torch.equal(loss, ls) and torch.equal(nll, ls_nll)
+    assert criterion.alpha == pytest.approx(0.2) and not criterion.past_ready
+
+
+def test_store_epoch_two_targets_are_the_top_k_rows_of_epoch_one():
+    task, model = _StoreTask(), _LogitModel()
+    criterion = _store_criterion(task)
+    first = _epoch(task, model, criterion, 1, seed=10)
+    recorded = {}  # (sentence, position) -> epoch-1 distribution, computed here from the logits
+    for sample, net_output, _ in first:
+        for row, i in enumerate(sample["id"].tolist()):
+            for j in range(LENGTHS[i]):
+                recorded[i, j] = F.softmax(net_output[0][row, j], dim=-1)
+    second = _epoch(task, model, criterion, 2, seed=20)
+    assert criterion.alpha == pytest.approx(0.4) and criterion.past_ready
+    for sample, net_output, (loss, _) in second:
+        lprobs = F.log_softmax(net_output[0], dim=-1)
+        expected = torch.zeros(())
+        for row, i in enumerate(sample["id"].tolist()):
+            for j in range(LENGTHS[i]):
+                y = torch.full((VOCAB,), 0.1 / (VOCAB - 1))
+                y[sample["target"][row, j]] = 0.9
+                top_p, top_t = recorded[i, j].topk(3)
+                top_p = top_p.half().float()  # the store keeps float16 probabilities
+                past = torch.full((VOCAB,), float(1 - top_p.sum()) / VOCAB).index_add(0, top_t, top_p)
+                expected = expected - ((0.6 * y + 0.4 * past) * lprobs[row, j]).sum()
+        torch.testing.assert_close(loss, expected)
+
+
+def test_store_resumes_from_the_task_state_of_the_checkpoint(tmp_path):
+    task, model = _StoreTask(), _LogitModel()
+    criterion = _store_criterion(task, save_dir=tmp_path)
+    _epoch(task, model, criterion, 1, seed=10)
+    # What fairseq's trainer writes: task.state_dict() under "task_state" (half tensors widened by move_to_cpu).
+    from fairseq import utils
+
+    torch.save({"task_state": utils.move_to_cpu(task.state.state_dict)}, tmp_path / "checkpoint_last.pt")
+    uninterrupted = _epoch(task, model, criterion, 2, seed=20)
+    resumed_task = _StoreTask()
+    resumed = _store_criterion(resumed_task, save_dir=tmp_path)
+    again = _epoch(resumed_task, model, resumed, 2, seed=20)
+    for (_, _, a), (_, _, b) in zip(uninterrupted, again, strict=True):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    torch.save({"task_state": {}}, tmp_path / "checkpoint_last.pt")
+    other_task = _StoreTask()
+    _store_criterion(other_task, save_dir=tmp_path)
+    with pytest.raises(ValueError, match="holds no PS-KD store"):
+        other_task.begin_epoch(2, model)
+
+
+def test_store_flags_are_checked():
+    with pytest.raises(ValueError, match="--pskd-past must be"):
+        PSKDCriterion(_Task(), False, 0.1, alpha_T=0.8, max_epoch=3, pskd_past="table")
+    with pytest.raises(ValueError, match="--pskd-topk must be >= 1"):
+        PSKDCriterion(_Task(), False, 0.1, alpha_T=0.8, max_epoch=3, pskd_past="store", pskd_topk=0)
+
+
+# fairseq's own training loop with --pskd-past store (slow: minutes on the CPU).
+def _pskd_method():
+    from translation.run import CRITERIA
+
+    return next(method for method, flags in CRITERIA.items() if "pskd" in flags)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from translation.corpus import DICTIONARY_PATH
+    from translation.prepare import prepare_demo
+
+    if not DICTIONARY_PATH.is_file():
+        pytest.skip("needs the Debian package trans-de-en (benchmarks/setup_env.sh installs it)")
+    root = tmp_path_factory.mktemp("corpus")
+    prepare_demo(root / "data", bpe_merges=2000, test_size=150, valid_size=100)
+    return root / "data"
+
+
+TRAIN_LINE = r"\| train \| epoch (\d+) \| loss ([\d.]+) \|.*?\| pskd_alpha ([\d.]+)"
+
+
+def _train(corpus, save_dir, epochs, extra=()):
+    import re
+    import subprocess
+
+    from translation.run import fairseq_env, train_command
+
+    cmd = train_command(corpus, "de-en", _pskd_method(), "smoke", save_dir, 1,
+                        ["--pskd-past", "store", "--pskd-topk", "4", "--max-epoch", str(epochs), *extra])
+    out = subprocess.run(cmd, env=dict(fairseq_env(), OMP_NUM_THREADS="1"), capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return {int(e): (float(loss), float(alpha)) for e, loss, alpha in re.findall(TRAIN_LINE, out.stdout)}
+
+
+def _saved_store(save_dir):
+    from translation.criterion import TASK_STATE_KEY
+
+    return torch.load(save_dir / "checkpoint_last.pt", weights_only=False)["task_state"][TASK_STATE_KEY]
+
+
+def _written_sentences(saved):
+    """Fraction of sentences with rows; each is written whole or not at all. fairseq's batch_by_size leaves
+    a few of the longest sentences of the demo corpus out of every epoch (7 of 15,303 here)."""
+    filled, lengths = saved["filled"], saved["lengths"]
+    per_sentence = torch.zeros(len(lengths), dtype=torch.long).index_add_(
+        0, torch.repeat_interleave(torch.arange(len(lengths)), lengths), filled.long())
+    assert bool(((per_sentence == 0) | (per_sentence == lengths)).all())
+    return (per_sentence > 0).float().mean().item()
+
+
+@pytest.mark.slow
+def test_store_under_fairseq_resumes_with_the_stored_rows(corpus, tmp_path):
+    straight = _train(corpus, tmp_path / "straight", 2)
+    assert straight[1][1] == 0 and straight[2][1] == pytest.approx(0.8)
+    first = _train(corpus, tmp_path / "resumed", 1)
+    assert first[1] == straight[1]
+    saved = _saved_store(tmp_path / "resumed")
+    assert _written_sentences(saved) > 0.99 and saved["probs_bits"].dtype == torch.int16 and saved["topk"] == 4
+    resumed = _train(corpus, tmp_path / "resumed", 2)
+    assert list(resumed) == [2] and resumed[2][1] == pytest.approx(0.8)
+    # fairseq's own resume is not bitwise (label smoothing alone moved epoch 2's loss by 0.001 here); without
+    # the restored rows epoch 2 would train on label smoothing, a loss about 1.5 lower.
+    assert resumed[2][0] == pytest.approx(straight[2][0], abs=0.02)
+
+
+@pytest.mark.slow
+def test_store_under_two_gloo_ranks_collects_every_rank_rows(corpus, tmp_path):
+    import socket
+    import subprocess
+
+    from translation.run import fairseq_env, train_command
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = train_command(corpus, "de-en", _pskd_method(), "smoke", tmp_path / "ddp", 1,
+                         ["--pskd-past", "store", "--pskd-topk", "4", "--max-epoch", "2"])
+    procs = []
+    for rank in range(2):
+        cmd = [*base, "--distributed-world-size", "2", "--distributed-rank", str(rank), "--distributed-no-spawn",
+               "--distributed-init-method", f"tcp://127.0.0.1:{port}", "--distributed-backend", "gloo",
+               "--ddp-backend", "legacy_ddp"]
+        procs.append(subprocess.Popen(cmd, env=dict(fairseq_env(), OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    try:
+        outputs = [p.communicate(timeout=600)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode == 0 for p in procs), outputs[0][-3000:] + outputs[1][-3000:]
+    assert "pskd_alpha 0.8" in outputs[0]
+    # Rank 0 wrote the checkpoint and trained on about half of the sentences: the rest came from rank 1.
+    assert _written_sentences(_saved_store(tmp_path / "ddp")) > 0.99
+
+
+def test_store_dummy_batch_reads_and_records_nothing():
+    """fairseq's dummy batch (ignore_grad) may come from the validation set: ids that are not training rows."""
+    task, model = _StoreTask(), _LogitModel()
+    criterion = _store_criterion(task)
+    _epoch(task, model, criterion, 1, seed=10)
+    task.begin_epoch(2, model)
+    before = criterion.store.probs.clone(), criterion.store.filled.clone()
+    sample, _ = _sample([1, 0], seed=30)
+    sample["target"] = torch.randint(2, VOCAB, (2, 6))  # longer than sentences 1 and 0: not training rows
+    sample["net_output"] = (torch.randn(2, 6, VOCAB),)
+    loss, nll = task.train_step(sample=sample, model=model, criterion=criterion, optimizer=None, update_num=0,
+                                ignore_grad=True)  # keywords, as fairseq's trainer calls it
+    lprobs = F.log_softmax(sample["net_output"][0], dim=-1).view(-1, VOCAB)
+    assert torch.equal(nll, label_smoothed_nll_loss(lprobs, sample["target"].view(-1), 0.1, ignore_index=PAD)[1])
+    assert loss.item() == 0 and not criterion.dummy_step
+    assert torch.equal(criterion.store.probs, before[0]) and torch.equal(criterion.store.filled, before[1])
