@@ -61,7 +61,7 @@ def runtime_device(runtime: RuntimeConfig) -> torch.device:
     """The device ``runtime.device`` asks for: this rank's GPU under torchrun, else GPU 0 or the CPU."""
     if runtime.device == "cuda" or (runtime.device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError("runtime.device=cuda but CUDA is not available; use runtime.device=cpu")
+            raise ConfigError("runtime.device=cuda but CUDA is not available here; use runtime.device=cpu or auto")
         return torch.device("cuda", ddp.local_rank() if ddp.is_distributed() else 0)
     return torch.device("cpu")
 

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Sampler
 
+from classification.config import ConfigError
 from classification.regularizers import MixInfo
 from common import (
     PSKD,
@@ -35,6 +36,7 @@ from common import (
     tf_kd_reg_teacher,
     tf_kd_self_loss,
 )
+from common.io import load_tensors
 from common.methods import method_names
 
 Forward = Callable[[Tensor], Tensor]
@@ -239,17 +241,20 @@ class TeacherFreeSelf(Method):
     def __init__(self, ctx: MethodContext, checkpoint: str, tau: float, alpha: float,
                  multiplier: float | None) -> None:
         if not checkpoint:
-            raise ValueError("method.teacher_checkpoint is required for tf_kd_self: train the same model with "
+            raise ConfigError("method.teacher_checkpoint is required for tf_kd_self: train the same model with "
                              "method.name=baseline first and give its checkpoint.pt")
         path = Path(checkpoint)
         if not path.is_file():
             raise FileNotFoundError(f"no TF-KD teacher checkpoint at {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_tensors(path)
+        if not isinstance(state, dict) or "model" not in state:
+            raise ConfigError(f"method.teacher_checkpoint={path} is not a checkpoint of classification.train "
+                              "(it has no model weights): give the checkpoint.pt of a baseline run")
         teacher = ctx.model_builder()
         try:
             teacher.load_state_dict(state["model"])
         except RuntimeError as err:
-            raise ValueError(f"the teacher checkpoint {path} does not fit this model: {err}") from err
+            raise ConfigError(f"the teacher checkpoint {path} does not fit this model: {err}") from err
         self.teacher = SnapshotTeacher(ctx.num_classes)
         self.teacher.refresh(teacher.to(ctx.device))
         self.tau, self.alpha, self.multiplier = tau, alpha, multiplier

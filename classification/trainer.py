@@ -114,8 +114,8 @@ class Trainer:
         self.run_dir = cfg.run_dir
         self.splits = run_datasets(cfg)
         if cfg.data.batch_size % self.world:
-            raise ValueError(f"data.batch_size={cfg.data.batch_size} (the global batch) must be divisible by the "
-                             f"{self.world} processes")
+            raise ConfigError(f"data.batch_size={cfg.data.batch_size} (the global batch) must be divisible by the "
+                              f"{self.world} processes")
         def model_builder() -> nn.Module:
             return run_model(cfg, self.splits)
 

@@ -5,6 +5,7 @@ The commands run as real processes (``python -m ...``), as a user runs them.
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -245,3 +246,28 @@ def test_the_guard_exits_2_on_user_errors_and_lets_bugs_through(capsys, monkeypa
 
     with pytest.raises(KeyError):
         run_main(bug, argv=[])
+
+
+def test_a_teacher_file_that_is_not_a_checkpoint_is_named(tmp_path, tiny_overrides):
+    import torch
+
+    from classification.config import ConfigError, load_config
+    from classification.trainer import Trainer
+
+    teacher = tmp_path / "teacher.pt"
+    torch.save({"weights": torch.zeros(1)}, teacher)
+    cfg = load_config(None, tiny_overrides(tmp_path, method="tf_kd_self", **{"method.teacher_checkpoint": teacher}))
+    with pytest.raises(ConfigError, match=re.escape(f"method.teacher_checkpoint={teacher} is not a checkpoint")):
+        Trainer(cfg)
+
+
+def test_cuda_asked_for_without_cuda_is_a_config_error():
+    import torch
+
+    from classification.config import ConfigError, RuntimeConfig
+    from classification.evaluate import runtime_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match=r"runtime\.device=cuda but CUDA is not available"):
+        runtime_device(RuntimeConfig(device="cuda"))
