@@ -38,4 +38,5 @@ def test_resume_differences_ignore_paths_and_threads_but_not_the_recipe():
     assert result_changing_differences(a, b) == []
     c = load_config("demo/ps_kd", ["method.alpha_T=0.7", "optim.lr=0.2"])
     assert result_changing_differences(a, c) == [
-        "method.alpha_T: checkpoint has 0.8, this run has 0.7", "optim.lr: checkpoint has 0.1, this run has 0.2"]
+        "method.alpha_T: checkpoint has 0.8, this run has 0.7",
+        f"optim.lr: checkpoint has {a.optim.lr}, this run has 0.2"]
