@@ -77,37 +77,44 @@ def clean(first: list[str], second: list[str]) -> tuple[list[str], list[str], in
     return keep_first, keep_second, dropped
 
 
-def prepare(splits: dict[str, dict[str, list[str]]], out: Path, bpe_merges: int, dropped: dict[str, int],
-            languages: tuple[str, str] = ("en", "de"), paper_pairs: dict | None = PAPER_PAIRS,
-            corpus: str | None = None) -> dict:
-    """``splits[name][lang]`` untokenised lines (aligned) of the two ``languages`` -> the prepared folder
-    ``out``; the joint BPE text is the first language's training side, then the second's. ``paper_pairs``
-    (None for a corpus the paper did not use) and ``corpus`` (its kind) go into ``summary.json``."""
-    from subword_nmt.apply_bpe import BPE
-    from subword_nmt.learn_bpe import learn_bpe
-
-    out = Path(out)
-    first, second = languages
-    summary: dict = {"dropped_before_tokenisation": dropped, "pairs": {}}
+def tokenize_splits(splits: dict[str, dict[str, list[str]]], first: str, second: str
+                    ) -> tuple[dict[str, dict[str, list[str]]], int]:
+    """Moses-tokenised copies of every split; the training pairs length-filtered by :func:`clean`.
+    Returns them with the number of training pairs the filter removed."""
     tokenized = {name: {lang: tokenize(lines, lang) for lang, lines in by_lang.items()}
                  for name, by_lang in splits.items()}
     kept_first, kept_second, removed = clean(tokenized["train"][first], tokenized["train"][second])
     tokenized["train"] = {first: kept_first, second: kept_second}
-    summary["dropped_by_length_filter"] = removed
-    for name, by_lang in splits.items():
-        for lang, lines in by_lang.items():
-            _write(out / "raw" / f"{name}.{lang}", lines)
+    return tokenized, removed
+
+
+def learn_joint_bpe(train: dict[str, list[str]], first: str, second: str, out: Path, merges: int) -> Path:
+    """Joint BPE codes learnt from the tokenised training text (the first language's side, then the
+    second's), written to ``out/bpe.codes``."""
+    from subword_nmt.learn_bpe import learn_bpe
+
     joint = out / "tok" / "train.joint"
-    _write(joint, tokenized["train"][first] + tokenized["train"][second])
+    _write(joint, train[first] + train[second])
     codes = out / "bpe.codes"
     with joint.open(encoding="utf-8") as src, codes.open("w", encoding="utf-8") as dst:
-        learn_bpe(src, dst, bpe_merges)
+        learn_bpe(src, dst, merges)
+    return codes
+
+
+def apply_bpe(tokenized: dict[str, dict[str, list[str]]], codes: Path, out: Path) -> None:
+    """Every tokenised split segmented with ``codes`` into ``out/bpe/<split>.<lang>``."""
+    from subword_nmt.apply_bpe import BPE
+
     with codes.open(encoding="utf-8") as f:
         bpe = BPE(f)
     for name, by_lang in tokenized.items():
-        summary["pairs"][name] = len(by_lang[first])
         for lang, lines in by_lang.items():
             _write(out / "bpe" / f"{name}.{lang}", [bpe.process_line(line) for line in lines])
+
+
+def binarise(out: Path, first: str, second: str) -> None:
+    """fairseq-preprocess of the BPE text into ``out/bin/<src>-<tgt>`` for both directions, one joined
+    dictionary."""
     for src, tgt in ((first, second), (second, first)):
         dest = out / "bin" / f"{src}-{tgt}"
         cmd = [sys.executable, "-m", "fairseq_cli.preprocess", "--source-lang", src, "--target-lang", tgt,
@@ -115,9 +122,27 @@ def prepare(splits: dict[str, dict[str, list[str]]], out: Path, bpe_merges: int,
                "--testpref", str(out / "bpe" / "test"), "--destdir", str(dest), "--joined-dictionary",
                "--workers", "2"]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    summary["bpe_merges"] = bpe_merges
-    summary["languages"] = [first, second]
-    summary["paper_pairs"] = None if paper_pairs is None else dict(paper_pairs)
+
+
+def prepare(splits: dict[str, dict[str, list[str]]], out: Path, bpe_merges: int, dropped: dict[str, int],
+            languages: tuple[str, str] = ("en", "de"), paper_pairs: dict | None = PAPER_PAIRS,
+            corpus: str | None = None) -> dict:
+    """``splits[name][lang]`` untokenised lines (aligned) of the two ``languages`` -> the prepared folder
+    ``out``: raw text (the references), tokenised and length-filtered text, joint BPE, binarised data and
+    ``summary.json``. ``paper_pairs`` (None for a corpus the paper did not use) and ``corpus`` (its kind)
+    go into the summary."""
+    out = Path(out)
+    first, second = languages
+    tokenized, removed = tokenize_splits(splits, first, second)
+    for name, by_lang in splits.items():
+        for lang, lines in by_lang.items():
+            _write(out / "raw" / f"{name}.{lang}", lines)
+    apply_bpe(tokenized, learn_joint_bpe(tokenized["train"], first, second, out, bpe_merges), out)
+    binarise(out, first, second)
+    summary: dict = {"dropped_before_tokenisation": dropped,
+                     "pairs": {name: len(by_lang[first]) for name, by_lang in tokenized.items()},
+                     "dropped_by_length_filter": removed, "bpe_merges": bpe_merges, "languages": [first, second],
+                     "paper_pairs": None if paper_pairs is None else dict(paper_pairs)}
     if corpus is not None:
         summary["corpus"] = corpus
     atomic_write_json(out / "summary.json", summary)
