@@ -16,9 +16,14 @@ from common.methods import method_names
 from common.records import RunRecord
 from detection.voc import make_synthetic_voc
 
+# mmdet's own R50-FPN VOC07+12 baseline: a check of the detector set-up apart from PS-KD, printed beside
+# mmdet's published mAP (common/reference/published_baselines.yaml), not beside a Table S3 row.
+MMDET_BASELINE_ROW = "mmdet_r50_voc0712"
+MMDET_BASELINE_CONFIG = "faster-rcnn_r50_fpn_voc0712_mmdet"
+MMDET_BASELINE_REFERENCE = {"table": "mmdet_voc0712", "path": ["faster_rcnn_r50_fpn_1x"]}
 # A run's row: Table S3's rows name the method that pre-trained the backbone; ps_kd_head (beyond the paper)
 # also runs PS-KD in the detector's RoI classifier.
-ROWS = method_names(["baseline", "ls", "cs_kd", "tf_kd", "ps_kd", "ps_kd_cutmix", "ps_kd_head"])
+ROWS = (*method_names(["baseline", "ls", "cs_kd", "tf_kd", "ps_kd", "ps_kd_cutmix", "ps_kd_head"]), MMDET_BASELINE_ROW)
 
 
 def load_cfg(config: str, work_dir: str | None, options: dict[str, Any] | None, launcher: str = "none") -> Config:
@@ -49,20 +54,27 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
-def default_row(cfg: Config) -> str:
-    """``ps_kd_head`` when the config runs PS-KD in the RoI head (its PSKDHook), else ``baseline``."""
+def default_row(cfg: Config, config: str) -> str:
+    """:data:`MMDET_BASELINE_ROW` for mmdet's baseline config; ``ps_kd_head`` when the config runs PS-KD in
+    the RoI head (its PSKDHook); else ``baseline``."""
+    if Path(config).stem == MMDET_BASELINE_CONFIG:
+        return MMDET_BASELINE_ROW
     return "ps_kd_head" if any(h.get("type") == "PSKDHook" for h in cfg.get("custom_hooks", [])) else "baseline"
 
 
 def write_record(cfg: Config, metrics: dict[str, float], config: str, wall: float, row: str | None = None) -> Path:
     """``record.json`` in the work dir: per-class AP and mAP (%), labelled by ``row`` (one of :data:`ROWS`;
-    :func:`default_row` when not given)."""
-    method = row or default_row(cfg)
+    :func:`default_row` when not given). VOC runs point at their published row: Table S3's, or mmdet's
+    own number for :data:`MMDET_BASELINE_ROW`; a data set of the user's own classes at none."""
+    method = row or default_row(cfg, config)
     classes = cfg.val_dataloader.dataset.get("metainfo", {}).get("classes")
+    reference = None
+    if classes is None:
+        reference = MMDET_BASELINE_REFERENCE if method == MMDET_BASELINE_ROW else {"table": "table_s3",
+                                                                                    "path": [method]}
     seed = cfg.get("randomness", {}).get("seed")
     record = RunRecord(Path(config).stem, {"config": config, "text": cfg.pretty_text}, seed,
-                       labels={"config": Path(config).stem, "method": method},
-                       reference={"table": "table_s3", "path": [method]} if classes is None else None)
+                       labels={"config": Path(config).stem, "method": method}, reference=reference)
     final = {k.split("/")[-1]: v for k, v in metrics.items()}
     final = {("map" if k == "mAP_percent" else k.removeprefix("AP_")): v for k, v in final.items()
              if k.startswith("AP_") or k == "mAP_percent"}

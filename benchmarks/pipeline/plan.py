@@ -262,10 +262,7 @@ class Expander:
         for values in self.row_values(spec):
             frags = self.fragments(spec, values)
             labels = {axis: str(f.get("label", value)) for (axis, value), f in zip(values.items(), frags, strict=True)}
-            paper = None
-            if spec.paper and "path" in spec.paper and all(f.get("paper", True) is not False for f in frags):
-                paper = {"table": spec.paper["table"],
-                         "path": [str(p).format(**values) for p in spec.paper["path"]]}
+            paper = self._reference(spec, values, frags)
             search = next((f["search"] for f in frags if "search" in f), None)
             if spec.kind == "search" and search:
                 for i, point in enumerate(self._trials(spec, search, int(prof.get("trials", 5)))):
@@ -275,6 +272,19 @@ class Expander:
                 keys = [self.row_run(spec, values, seed) for seed in self.seeds_of(spec, frags)]
                 out.append(Row(values, labels, paper, keys))
         return out
+
+    @staticmethod
+    def _reference(spec: Spec, values: dict[str, str], frags: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The published row a row is printed beside: the spec's paper path with the row's axis values,
+        unless an axis value's ``reference`` says otherwise (``false``: none; a name: that paper row, for
+        two variants of one method; ``{table, path}``: a row of another published table)."""
+        own = [f["reference"] for f in frags if "reference" in f]
+        if own and (own[-1] is False or isinstance(own[-1], dict)):
+            return own[-1] or None
+        if not (spec.paper and "path" in spec.paper):
+            return None
+        keyed = {axis: f.get("reference", value) for (axis, value), f in zip(values.items(), frags, strict=True)}
+        return {"table": spec.paper["table"], "path": [str(p).format(**keyed) for p in spec.paper["path"]]}
 
     def _trials(self, spec: Spec, method: str, trials: int) -> list[dict[str, Any]]:
         from classification.search import draw_trials, load_space
@@ -381,7 +391,7 @@ class Expander:
         prof = spec.profile(self.name)
         d = self.adapters.get("detection", {})
         merged = {k: v for f in frags for k, v in f.items()}
-        config = d["pskd_config"] if merged.get("pskd_head") else d["config"]
+        config = merged.get("config") or (d["pskd_config"] if merged.get("pskd_head") else d["config"])
         options = [*d.get("cfg_options", []), *prof.get("cfg_options", []),
                    *(o for f in frags for o in f.get("overrides", [])), f"randomness.seed={seed}"]
         deps, hashed = [], {}
@@ -396,7 +406,7 @@ class Expander:
             # _delete_ replaces whatever init_cfg the config has (the CPU configs have None)
             unhashed += ["model.backbone.init_cfg._delete_=True", "model.backbone.init_cfg.type=Pretrained",
                          f"model.backbone.init_cfg.checkpoint={self.runs[convert].done}"]
-        data = list(prof.get("data", []))
+        data = list(merged.get("data", prof.get("data", [])))
         unhashed += self._location("detection", data)
         voc = d.get("voc")
         if voc:
@@ -413,7 +423,8 @@ class Expander:
         args = [str(REPO / config), "--work-dir", str(run_dir), "--resume", "--row", row_name,
                 "--cfg-options", *options, *unhashed]
         if self.name == "paper":
-            cost = self._gpu_hours(str(prof.get("step_model", "faster_rcnn_r152")), int(prof.get("steps", 0)))
+            cost = self._gpu_hours(str(merged.get("step_model", prof.get("step_model", "faster_rcnn_r152"))),
+                                   int(merged.get("steps", prof.get("steps", 0))))
         else:
             cost = self._per_run_cost("detection")
         return Run(key, "detection", title, run_dir,

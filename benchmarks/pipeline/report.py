@@ -18,7 +18,7 @@ from benchmarks.pipeline import figures
 from benchmarks.pipeline.plan import Plan, Row
 from benchmarks.pipeline.specs import REPO, Spec
 from common.io import atomic_write_text
-from common.reference import paper_tables
+from common.reference import paper_tables, reference_note
 from common.tables import CLASSIFICATION_COLUMNS, build_rows, to_csv, to_markdown
 
 LOG_TAIL_LINES = 25
@@ -64,6 +64,10 @@ def render_table(plan: Plan, spec: Spec, out: Path) -> list[str]:
     if spec.adapter == "classification":
         lines.append("Metrics of the last epoch (the CSV keeps the same; the per-epoch values are in each run's "
                      "record). Mean ± sample std over seeds; `paper`: the published value, `Δ`: ours minus paper.")
+    for row in rows:
+        note = reference_note(row.paper) if row_records(plan, row) else None
+        if note:
+            lines.append(f"Row {' / '.join(row.labels.values())}: {note}.")
     unfinished = sum(1 for row in rows for key in row.runs if not plan.runs[key].finished())
     if unfinished:
         lines.append(f"_{unfinished} run(s) of this table are not finished; their rows are missing or partial._")

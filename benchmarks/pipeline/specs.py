@@ -3,7 +3,9 @@
 A spec is data: which adapter runs it, the axes whose cross product (or ``rows`` list) gives the rows,
 a fragment of configs / overrides / arguments per axis value (optionally per profile), the paper table it
 is printed beside (``paper``: a table of ``common/reference/paper_tables.yaml`` and a path whose
-``{axis}`` placeholders take the row's axis values), and per profile: seeds, the data sets it needs, GPUs,
+``{axis}`` placeholders take the row's axis values; an axis value's ``reference`` overrides that: the
+name of the paper row it is compared with, ``{table, path}`` of another published table, or ``false`` for
+none), and per profile: seeds, the data sets it needs, GPUs,
 a time limit, and a ``select`` of axis values. Figure specs may instead draw on another spec's runs
 (``from`` / ``panels``). Adding a table is adding a file.
 """
@@ -22,8 +24,8 @@ TABLES_DIR = BENCH_DIR / "tables"
 PROFILES_DIR = BENCH_DIR / "profiles"
 PROFILES = ("smoke", "demo", "paper")
 KINDS = ("table", "figure", "search")
-FRAGMENT_KEYS = {"configs", "overrides", "args", "vars", "label", "paper", "teacher", "backbone", "pskd_head",
-                 "search", "seeds"}
+FRAGMENT_KEYS = {"configs", "overrides", "args", "vars", "label", "reference", "teacher", "backbone", "pskd_head",
+                 "search", "seeds", "config", "data", "steps", "step_model"}
 
 
 class SpecError(ValueError):
@@ -66,6 +68,10 @@ def fragment(value: Any, profile: str, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise SpecError(f"{where} must be a mapping of {sorted(FRAGMENT_KEYS)}; got {value!r}")
     shared = {k: v for k, v in value.items() if k not in PROFILES}
+    misplaced = [k for k in PROFILES if k in value and not isinstance(value[k], dict)]
+    if misplaced:
+        raise SpecError(f"{where}: {', '.join(misplaced)} must hold a profile's fragment (a mapping); to choose the "
+                        "published row a row is compared with, use reference: NAME | {table, path} | false")
     per_profile = value.get(profile) or {}
     unknown = (set(shared) | set(per_profile)) - FRAGMENT_KEYS
     if unknown:

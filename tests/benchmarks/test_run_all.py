@@ -73,13 +73,57 @@ def test_every_spec_expands_on_every_profile(profile, tmp_path):
 def test_table_s3_runs_depend_on_converted_imagenet_classifiers(tmp_path):
     plan = _plan("paper", tmp_path, only="table_s3")
     assert "imagenet" in plan.selected or any(r.adapter == "classification" for r in plan.runs.values())
-    detectors = [r for r in plan.runs.values() if r.adapter == "detection"]
+    detectors = [r for r in plan.runs.values() if r.adapter == "detection" and "mmdet_r50_voc0712" not in r.title]
     assert len(detectors) == 7
     for detector in detectors:
         (convert,) = [plan.runs[d] for d in detector.deps if plan.runs[d].adapter == "convert"]
         (classifier,) = [plan.runs[d] for d in convert.deps]
         assert classifier.adapter == "classification"
         assert any("model.backbone.init_cfg.checkpoint=" + str(convert.done) == a for a in detector.steps[0].args)
+
+
+def test_paper_table_s3_runs_mmdets_own_baseline_on_voc0712_beside_its_published_map(tmp_path, monkeypatch):
+    from common.reference import paper_values, reference_note
+    from detection.runs import load_cfg
+
+    root = tmp_path / "VOCdevkit"
+    for year in ("VOC2007", "VOC2012"):
+        (root / year / "Annotations").mkdir(parents=True)
+        (root / year / "ImageSets" / "Main").mkdir(parents=True)
+        for split in ("trainval", "test"):
+            (root / year / "ImageSets" / "Main" / f"{split}.txt").write_text("000001\n")
+    monkeypatch.setenv("PSKD_VOC", str(root))
+    plan = _plan("paper", tmp_path, only="table_s3")
+    (row,) = [r for r in plan.rows["table_s3"] if r.values == {"backbone": "mmdet_r50_voc0712"}]
+    assert paper_values(row.paper["table"], row.paper["path"]) == {"map": 80.4}
+    assert "mmdet" in reference_note(row.paper) and reference_note({"table": "table_s3", "path": ["ls"]}) is None
+    run = plan.runs[row.runs[0]]
+    assert run.deps == [] and run.data == ["voc0712"]  # no converted backbone: torchvision's R-50, as mmdet
+    args = run.steps[0].args
+    assert args[0].endswith("detection/configs/faster-rcnn_r50_fpn_voc0712_mmdet.py")
+    assert args[args.index("--row") + 1] == "mmdet_r50_voc0712"
+    options = dict(a.split("=", 1) for a in args[args.index("--cfg-options") + 1:])
+    cfg = load_cfg(args[0], str(tmp_path / "work"), options)
+    voc07, voc12 = cfg.train_dataloader.dataset.dataset.datasets
+    assert voc07.data_root == voc12.data_root == cfg.test_dataloader.dataset.data_root == f"{root}/"
+    assert [r.values["backbone"] for r in _plan("demo", tmp_path, only="table_s3").rows["table_s3"]] == [
+        "baseline", "ps_kd_head"]
+
+
+def test_a_row_may_name_the_published_row_it_is_compared_with(tmp_path):
+    plan = _plan("paper", tmp_path, only="imagenet,iwslt15_bleu")
+    references = {tuple(r.values.values()): r.paper for rows in plan.rows.values() for r in rows}
+    assert references[("de_en", "ps_kd_store")] == references[("de_en", "ps_kd")] == {
+        "table": "iwslt15_bleu", "path": ["de_en", "ps_kd"]}
+    assert references[("cutmix", "ps_kd")] is None  # ImageNet + CutMix: the paper has no such row
+    assert references[("none", "ps_kd")] == {"table": "imagenet_main", "path": ["resnet152", "ps_kd"]}
+
+
+def test_a_profile_key_holding_no_fragment_is_a_spec_error():
+    from benchmarks.pipeline.specs import SpecError, fragment
+
+    with pytest.raises(SpecError, match="reference: NAME"):
+        fragment({"args": ["--x"], "paper": False}, "demo", "spec.yaml, axis method, value ls")
 
 
 def test_same_resolved_config_is_one_run(tmp_path):
