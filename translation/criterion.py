@@ -131,7 +131,11 @@ class PSKDCriterion(LabelSmoothedCrossEntropyCriterion):
     def _build_store(self, model) -> SequenceStore:
         lengths = torch.tensor(self.task.dataset(self.train_subset).tgt_sizes, dtype=torch.long)
         device = next(model.parameters()).device
-        store = SequenceStore(lengths, len(self.task.target_dictionary), self.topk, device=device)
+        vocab = len(self.task.target_dictionary)
+        if self.topk > vocab:
+            raise ValueError(f"--pskd-topk {self.topk} is larger than the target vocabulary ({vocab} tokens): "
+                             f"keep at most {vocab} (probability, token) pairs per target token")
+        store = SequenceStore(lengths, vocab, self.topk, device=device)
         if not self.reset_dataloader and os.path.isfile(self.restore_path):
             state = torch.load(self.restore_path, map_location="cpu", weights_only=False, mmap=True)
             saved = (state.get("task_state") or {}).get(TASK_STATE_KEY)

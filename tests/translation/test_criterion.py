@@ -216,6 +216,10 @@ def test_store_flags_are_checked():
         PSKDCriterion(_Task(), False, 0.1, alpha_T=0.8, max_epoch=3, pskd_past="table")
     with pytest.raises(ValueError, match="--pskd-topk must be >= 1"):
         PSKDCriterion(_Task(), False, 0.1, alpha_T=0.8, max_epoch=3, pskd_past="store", pskd_topk=0)
+    task = _StoreTask()
+    PSKDCriterion(task, False, 0.1, alpha_T=0.8, max_epoch=3, pskd_past="store", pskd_topk=VOCAB + 1)
+    with pytest.raises(ValueError, match=rf"--pskd-topk {VOCAB + 1} is larger than the target vocabulary \({VOCAB}"):
+        task.begin_epoch(1, torch.nn.Linear(2, 2))
 
 
 # fairseq's own training loop with --pskd-past store (slow: minutes on the CPU).
