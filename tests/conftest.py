@@ -1,7 +1,11 @@
 """Shared test settings: one thread per process on the shared 2-core machine, fixed seeds; the overrides of a
-tiny synthetic classification run."""
+tiny synthetic classification run; a launcher of gloo ranks on this machine."""
 
 import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -35,3 +39,40 @@ def tiny_overrides():
     tiny synthetic run (96 training and 64 test images of 8x8, 4 classes, ResNet-8 on the CPU), for
     ``load_config`` or a ``python -m classification.train`` command line."""
     return _tiny_overrides
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _launch_gloo_ranks(worker, out_dir, tag, world, local_world=None, args=()):
+    """Start ``world`` processes of ``python worker *args OUT`` as torch.distributed ranks on 127.0.0.1
+    (``local_world`` ranks per simulated node); each saves its result to OUT with torch.save. Returns the
+    results by rank; a failing rank fails the test with the tail of its stderr, a hung one is killed."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    local_world = local_world or world
+    procs = []
+    for rank in range(world):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank % local_world),
+                   LOCAL_WORLD_SIZE=str(local_world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                   OMP_NUM_THREADS="1",
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        out = Path(out_dir) / f"{tag}-{world}-{rank}.pt"
+        procs.append((subprocess.Popen([sys.executable, str(worker), *args, str(out)], env=env,
+                                       stderr=subprocess.PIPE, text=True), out))
+    try:
+        errors = [proc.communicate(timeout=180)[1] for proc, _ in procs]
+    finally:  # a hung rank must not outlive the test
+        for proc, _ in procs:
+            proc.kill()
+    failed = [f"rank {r}:\n{err[-2000:]}" for r, ((proc, _), err) in enumerate(zip(procs, errors, strict=True))
+              if proc.returncode]
+    assert not failed, "\n".join(failed)
+    return [torch.load(out, weights_only=False) for _, out in procs]
+
+
+@pytest.fixture(scope="session")
+def launch_gloo_ranks():
+    """The launcher of gloo ranks (see ``_launch_gloo_ranks``), for tests of any fixture scope."""
+    return _launch_gloo_ranks

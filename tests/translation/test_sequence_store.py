@@ -1,9 +1,5 @@
 """The ragged top-k store of past token predictions (common.sequence_store), single process and 2-rank gloo."""
 
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +11,6 @@ from common import PSKD, FixedAlpha, SequenceStore, topk_token_loss
 
 PAD = 1
 WORKER = Path(__file__).with_name("sequence_store_worker.py")
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_rows_follow_sentence_offsets_and_skip_padding():
@@ -154,32 +149,9 @@ def test_state_dict_is_live():
     assert state["tokens"][1, 0].item() == 3 and bool(state["filled"][1]) and state["first_epoch"].item() == 4
 
 
-def _launch(tmp_path, world):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = []
-    for rank in range(world):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=str(port), OMP_NUM_THREADS="1",
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-        out = tmp_path / f"{world}-{rank}.pt"
-        procs.append((subprocess.Popen([sys.executable, str(WORKER), str(out)], env=env, stderr=subprocess.PIPE,
-                                       text=True), out))
-    try:
-        errors = [proc.communicate(timeout=180)[1] for proc, _ in procs]
-    finally:  # a hung rank must not outlive the test
-        for proc, _ in procs:
-            proc.kill()
-    failed = [f"rank {r}:\n{err[-2000:]}" for r, ((proc, _), err) in enumerate(zip(procs, errors, strict=True))
-              if proc.returncode]
-    assert not failed, "\n".join(failed)
-    return [torch.load(out, weights_only=False) for _, out in procs]
-
-
-def test_two_gloo_ranks_hold_the_single_process_store(tmp_path):
-    (single,) = _launch(tmp_path, 1)
-    ranks = _launch(tmp_path, 2)
+def test_two_gloo_ranks_hold_the_single_process_store(tmp_path, launch_gloo_ranks):
+    (single,) = launch_gloo_ranks(WORKER, tmp_path, "store", 1)
+    ranks = launch_gloo_ranks(WORKER, tmp_path, "store", 2)
     assert bool(single["filled"].all())
     for result in ranks:
         for key in ("probs", "tokens", "filled"):
