@@ -10,7 +10,8 @@ placing the mass outside the top-k comes to the full distribution, on train-mode
 checkpoint for training sentences: total variation distance, and the relative error of the cross entropy
 that the loss computes against them. ``speed``: epoch 2's training words per second of fairseq's
 label_smoothed_cross_entropy, ``--pskd-past store`` and ``--pskd-past snapshot`` (same model, data and
-seed, 2 epochs each); the step-time ratio is wps(label smoothing) / wps(PS-KD).
+seed, 2 epochs each, ``--repeats`` interleaved rounds keeping each variant's best); the step-time ratio
+is wps(label smoothing) / wps(PS-KD).
 """
 
 from __future__ import annotations
@@ -106,17 +107,23 @@ def epoch_wps(data: Path, direction: str, method: str, profile: str, extra: list
     return out
 
 
-def speed(data: Path, direction: str, profile: str, topk: int) -> None:
+def speed(data: Path, direction: str, profile: str, topk: int, repeats: int = 1) -> None:
     from translation.run import CRITERIA
 
     pskd = next(method for method, flags in CRITERIA.items() if "pskd" in flags)
-    ls = epoch_wps(data, direction, "ls", profile, [])
-    store = epoch_wps(data, direction, pskd, profile, ["--pskd-past", "store", "--pskd-topk", str(topk)])
-    snapshot = epoch_wps(data, direction, pskd, profile, ["--pskd-past", "snapshot"])
-    print(f"{profile} model, {direction}, epoch 2 words/s: label smoothing {ls[2]:.0f}, store (k={topk}) "
-          f"{store[2]:.0f}, snapshot {snapshot[2]:.0f}; step-time ratio vs label smoothing: store "
-          f"{ls[2] / store[2]:.3f}, snapshot {ls[2] / snapshot[2]:.3f} (epoch 1: {ls[1]:.0f} / {store[1]:.0f} / "
-          f"{snapshot[1]:.0f})")
+    variants = {"label smoothing": ("ls", []),
+                f"store (k={topk})": (pskd, ["--pskd-past", "store", "--pskd-topk", str(topk)]),
+                "snapshot": (pskd, ["--pskd-past", "snapshot"])}
+    runs: dict[str, list[dict[int, float]]] = {name: [] for name in variants}
+    for _ in range(repeats):  # interleaved, so that a slow spell of a shared machine hits every variant
+        for name, (method, extra) in variants.items():
+            runs[name].append(epoch_wps(data, direction, method, profile, extra))
+    best = {name: max(r[2] for r in rs) for name, rs in runs.items()}
+    ls = best["label smoothing"]
+    print(f"{profile} model, {direction}, epoch 2 words/s (best of {repeats}; each run: "
+          + "; ".join(f"{name} {', '.join(f'{r[2]:.0f}' for r in rs)}" for name, rs in runs.items()) + ")")
+    print("step-time ratio vs label smoothing: "
+          + ", ".join(f"{name} {ls / wps:.3f}" for name, wps in best.items() if name != "label smoothing"))
 
 
 def main() -> None:
@@ -128,6 +135,7 @@ def main() -> None:
     parser.add_argument("--topk", type=int, default=8)
     parser.add_argument("--checkpoint", help="remainder: a trained model of this data and direction")
     parser.add_argument("--sentences", type=int, default=256, help="remainder: training sentences to measure on")
+    parser.add_argument("--repeats", type=int, default=1, help="speed: interleaved rounds, best of each kept")
     args = parser.parse_args()
     data = Path(args.data)
     if args.what == "memory":
@@ -137,7 +145,7 @@ def main() -> None:
             parser.error("remainder needs --checkpoint (e.g. a run's checkpoint_best.pt)")
         remainder(data, args.direction, Path(args.checkpoint), args.sentences)
     else:
-        speed(data, args.direction, args.profile, args.topk)
+        speed(data, args.direction, args.profile, args.topk, args.repeats)
 
 
 if __name__ == "__main__":
