@@ -109,24 +109,31 @@ def report_missing(plan: Plan) -> bool:
 
 
 def run_performance(plan: Plan, profile: dict[str, Any], force: bool) -> tuple[list[dict[str, Any]], bool]:
-    """Run the profile's benchmark scripts (or reuse the last results when nothing was trained now)."""
+    """Run the profile's benchmark scripts (or reuse the last results when nothing was trained now),
+    ``performance_lanes`` of them at a time (one thread each; default 1), reported in the profile's order."""
+    from concurrent.futures import ThreadPoolExecutor
+
     folder = plan.results / "performance"
     saved = folder / "performance.json"
     if not force and saved.is_file():
         return json.loads(saved.read_text()), False
-    entries = []
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    for bench in profile.get("performance", []):
+    lanes = max(1, int(profile.get("performance_lanes", 1)))
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def measure(bench: dict[str, Any]) -> dict[str, Any]:
         args = [str(a).format(results=plan.results) for a in bench.get("args", [])]
         cmd = [sys.executable, "-m", bench["module"], *args]
         print(f"== performance: {bench['name']}", flush=True)
-        folder.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
         done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-        entries.append({"name": bench["name"], "command": " ".join(["python", "-m", bench["module"], *args]),
-                        "returncode": done.returncode, "seconds": time.monotonic() - start,
-                        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                        "output": done.stdout + ("" if done.returncode == 0 else done.stderr[-3000:])})
+        return {"name": bench["name"], "command": " ".join(["python", "-m", bench["module"], *args]),
+                "returncode": done.returncode, "seconds": time.monotonic() - start, "lanes": lanes,
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "output": done.stdout + ("" if done.returncode == 0 else done.stderr[-3000:])}
+
+    with ThreadPoolExecutor(lanes) as pool:
+        entries = list(pool.map(measure, profile.get("performance", [])))
     from common.io import atomic_write_json
 
     atomic_write_json(saved, entries)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from classification.config import load_config
+from classification.evaluate import autocast
 from classification.models import build_model
 from classification.trainer import Trainer
 from common import PSKD, LinearAlpha, PredictionStore
@@ -97,9 +98,13 @@ def trainer_vs_plain_loop(model_name: str, images: int, device: str) -> dict:
         dev = trainer.device
         model.train()
         start = time.perf_counter()
-        for x, y, _ in loader:
+        for x, y, _ in loader:  # the trainer's precision and memory format, so that only the loop differs
             x, y = x.to(dev), y.to(dev)
-            loss = F.cross_entropy(model(x), y)
+            if cfg.runtime.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(cfg.runtime, dev):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

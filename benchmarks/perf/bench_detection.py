@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-CONFIGS = Path(__file__).resolve().parents[1] / "detection" / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "detection" / "configs"
 
 
 def last_epoch_iteration_time(config: Path, voc: Path, work: Path, epochs: int) -> float:

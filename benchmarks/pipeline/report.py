@@ -280,8 +280,10 @@ def build(plan: Plan, profile: dict[str, Any], outcomes: dict[str, dict[str, Any
             lines += render_figure(plan, spec, out)
     lines += ["## Performance (measured by this invocation unless dated otherwise)", ""]
     for entry in performance:
+        beside = (f", {entry['lanes']} benchmarks at a time on separate cores" if entry.get("lanes", 1) > 1
+                  else "")
         lines += [f"### {entry['name']}", "", f"`{entry['command']}` ({entry['when']}, {entry['seconds']:.0f} s, "
-                  f"exit code {entry['returncode']})", "", "```", *entry["output"].rstrip().splitlines()[-30:],
+                  f"exit code {entry['returncode']}{beside})", "", "```", *entry["output"].rstrip().splitlines()[-30:],
                   "```", ""]
     if not performance:
         lines += ["Not run.", ""]

@@ -220,6 +220,9 @@ def test_smoke_builds_every_table_and_figure(smoke):
     assert "_no finished runs" not in report.split("## A table whose only run fails")[0]
     assert "## Machine" in report and "Precision of the finished runs" in report
     assert "## Wall time per stage" in report and "| total |" in report
+    performance = report.split("## Performance", 1)[1].split("## Failures", 1)[0]
+    codes = re.findall(r"exit code (\d+)", performance)
+    assert len(codes) == 4 and set(codes) == {"0"}, performance[-3000:]  # the four benchmarks ran and finished
 
 
 @pytest.mark.slow
