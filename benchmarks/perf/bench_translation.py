@@ -10,24 +10,9 @@ wps(label smoothing) / wps(PS-KD).
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
-import tempfile
 from pathlib import Path
 
-from translation.run import fairseq_env, train_command
-
-TRAIN_LINE = re.compile(r"\| train \| epoch (\d+) \|.*?\| wps ([\d.]+) \|")
-
-
-def epoch_wps(data: Path, direction: str, method: str, profile: str) -> dict[int, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = train_command(data, direction, method, profile, Path(tmp), 1, ["--max-epoch", "2", "--no-save"])
-        log = subprocess.run(cmd, env=fairseq_env(), check=True, capture_output=True, text=True).stdout
-    out = {int(m.group(1)): float(m.group(2)) for m in TRAIN_LINE.finditer(log)}
-    if 2 not in out:
-        raise RuntimeError(f"no epoch-2 training line in fairseq's log:\n{log[-2000:]}")
-    return out
+from benchmarks.perf.bench_translation_store import epoch_wps
 
 
 def main() -> None:
@@ -36,8 +21,8 @@ def main() -> None:
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--direction", default="de-en")
     args = parser.parse_args()
-    ls = epoch_wps(Path(args.data), args.direction, "ls", args.profile)
-    pskd = epoch_wps(Path(args.data), args.direction, "ps_kd", args.profile)
+    ls = epoch_wps(Path(args.data), args.direction, "ls", args.profile, [])
+    pskd = epoch_wps(Path(args.data), args.direction, "ps_kd", args.profile, [])
     print(f"{args.profile} model, {args.direction}, epoch 2: label smoothing {ls[2]:.0f} words/s, PS-KD {pskd[2]:.0f} "
           f"words/s; step-time ratio {ls[2] / pskd[2]:.3f} (epoch 1, no teacher yet: {ls[1]:.0f} vs {pskd[1]:.0f})")
 
