@@ -65,7 +65,7 @@ def render_table(plan: Plan, spec: Spec, out: Path) -> list[str]:
         lines.append("Metrics of the last epoch (the CSV keeps the same; the per-epoch values are in each run's "
                      "record). Mean ± sample std over seeds; `paper`: the published value, `Δ`: ours minus paper.")
     for row in rows:
-        note = reference_note(row.paper) if row_records(plan, row) else None
+        note = reference_note(row.paper) if any(plan.runs[k].finished() for k in row.runs) else None
         if note:
             lines.append(f"Row {' / '.join(row.labels.values())}: {note}.")
     unfinished = sum(1 for row in rows for key in row.runs if not plan.runs[key].finished())
