@@ -84,6 +84,26 @@ class TensorImages(Dataset):
         return (self.transform(image) if self.transform else image), int(self.targets[index])
 
 
+class Pretransformed(Dataset):
+    """``base`` with a deterministic transform, transformed once: every access returns the tensor that
+    ``base[i]`` gives, without decoding and normalising the image again in every epoch (which took most of
+    a demo MLP epoch). ``transform`` (none at first) runs on access, so a training transform appended
+    later (Cutout) still draws anew each time."""
+
+    def __init__(self, base: Dataset) -> None:
+        items = [base[i] for i in range(len(base))]
+        self.images = torch.stack([image for image, _ in items])
+        self.targets = [int(target) for _, target in items]
+        self.transform: Callable | None = None
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image = self.images[index]  # a clone for the transform: an in-place one must not alter the cache
+        return (self.transform(image.clone()) if self.transform else image), self.targets[index]
+
+
 def _subset(dataset: Dataset, size: int | None, seed: int = 0) -> Dataset:
     """A fixed random subset (the same for every run and rank), or the whole set when size is None."""
     if size is None or size >= len(dataset):
@@ -339,7 +359,8 @@ def fashion_mnist(root: str, download: bool = False, train_size: int | None = No
     Read from ``root`` or ``root/FashionMNIST/raw``, else from the Debian package dataset-fashion-mnist
     (/usr/share/datasets/fashion-mnist), else downloaded by torchvision when ``download`` is set.
     Train: random crop 28 with padding 2 + horizontal flip (none with ``augment=False``, the demo's
-    over-fitting regime). Optional fixed random subsets.
+    over-fitting regime). Optional fixed random subsets. Splits without random transforms are
+    :class:`Pretransformed`.
     """
     from torchvision import transforms
 
@@ -361,7 +382,8 @@ def fashion_mnist(root: str, download: bool = False, train_size: int | None = No
     test_tf = transforms.Compose([transforms.ToTensor(), normalize])
     train = TensorImages(_read_idx(files["train_images"]), _read_idx(files["train_labels"]), train_tf)
     test = TensorImages(_read_idx(files["test_images"]), _read_idx(files["test_labels"]), test_tf)
-    return DataSplits(_subset(train, train_size), _subset(test, test_size, seed=1), 10, 1)
+    train, test = _subset(train, train_size), Pretransformed(_subset(test, test_size, seed=1))
+    return DataSplits(train if augment else Pretransformed(train), test, 10, 1)
 
 
 def synthetic(num_classes: int = 10, train_size: int = 512, test_size: int = 256, image_size: int = 16,
@@ -386,7 +408,7 @@ def _append_train_transform(dataset: Dataset, transform: Callable) -> None:
 
     while isinstance(dataset, torch.utils.data.Subset):
         dataset = dataset.dataset
-    dataset.transform = transforms.Compose([dataset.transform, transform])
+    dataset.transform = transform if dataset.transform is None else transforms.Compose([dataset.transform, transform])
 
 
 def build_datasets(name: str, root: str, download: bool = False, train_size: int | None = None,

@@ -58,6 +58,27 @@ def test_fashion_mnist_reads_idx_files_and_subsets(tmp_path, monkeypatch):
     assert any(not torch.equal(augmented[0], other) for other in augmented[1:])
 
 
+def test_fashion_mnist_without_random_transforms_is_transformed_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "absent")
+    rng = np.random.default_rng(1)
+    raw = {prefix: rng.integers(0, 255, (n, 28, 28)) for prefix, n in (("train", 40), ("t10k", 12))}
+    for prefix, images in raw.items():
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images)
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(len(images)) * 7) % 10)
+    plain = build_datasets("fashion_mnist", str(tmp_path), augment=False)
+    for split, prefix in ((plain.train, "train"), (plain.test, "t10k")):
+        expected = (raw[prefix] / 255.0 - 0.2860) / 0.3530  # Fashion-MNIST's normalisation, in float64
+        for i in (0, 5, len(expected) - 1):
+            image, target, index = split[i]
+            assert image.shape == (1, 28, 28) and (target, index) == ((i * 7) % 10, i)
+            np.testing.assert_allclose(image[0].numpy(), expected[i], rtol=0, atol=1e-5)
+    # Cutout appended to the cached training set still draws a new square on every read, on a copy
+    cut = build_datasets("fashion_mnist", str(tmp_path), augment=False, cutout=8)
+    reads = [cut.train[3][0] for _ in range(10)]
+    assert all((r == 0).sum() >= 8 for r in reads) and any(not torch.equal(reads[0], r) for r in reads[1:])
+    assert torch.equal(cut.train.base.images[3], plain.train.base.images[3])
+
+
 def test_missing_fashion_mnist_says_which_package(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "absent")
     with pytest.raises(DatasetNotFound, match="dataset-fashion-mnist"):
