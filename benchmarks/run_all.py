@@ -140,15 +140,17 @@ def run_performance(plan: Plan, profile: dict[str, Any], force: bool) -> tuple[l
     return entries, True
 
 
-def load_outcomes(plan: Plan) -> dict[str, dict[str, Any]]:
+def load_state(plan: Plan) -> dict[str, Any]:
+    """``pipeline.json``: every run's last outcome (``outcomes``), and the stage times of the last invocation
+    that trained or measured anything (``last_work``), which the report of a rerun still shows."""
     path = plan.results / PIPELINE_STATE
-    return json.loads(path.read_text()).get("outcomes", {}) if path.is_file() else {}
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def save_outcomes(plan: Plan, outcomes: dict[str, dict[str, Any]]) -> None:
+def save_state(plan: Plan, state: dict[str, Any]) -> None:
     from common.io import atomic_write_json
 
-    atomic_write_json(plan.results / PIPELINE_STATE, {"outcomes": outcomes})
+    atomic_write_json(plan.results / PIPELINE_STATE, state)
 
 
 def stage_times(plan: Plan, outcomes: dict[str, Outcome]) -> list[tuple[str, float]]:
@@ -162,7 +164,7 @@ def stage_times(plan: Plan, outcomes: dict[str, Outcome]) -> list[tuple[str, flo
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start = time.monotonic()
+    start, started = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
     try:
         plan, profile = make_plan(args)
     except SpecError as err:
@@ -192,20 +194,27 @@ def main(argv: list[str] | None = None) -> int:
         outcomes = schedule(plan, todo, executor, report=lambda line: print(line, flush=True))
         stages.append(("runs (all adapters, pooled)", time.monotonic() - t0))
         stages += stage_times(plan, outcomes)
-    saved = load_outcomes(plan)
+    state = load_state(plan)
+    saved = state.setdefault("outcomes", {})
     saved.update({k: o.to_dict() for k, o in outcomes.items()})
-    save_outcomes(plan, saved)
+    save_state(plan, state)
     performance: list[dict[str, Any]] = []
+    measured = False
     if not args.no_performance and profile.get("performance"):
         t0 = time.monotonic()
         performance, measured = run_performance(plan, profile, force=bool(todo))
         if measured:
             stages.append(("performance benchmarks", time.monotonic() - t0))
+    worked = bool(todo) or measured
+    earlier = None if worked else state.get("last_work")
     # The report is built twice: the second time it holds its own build time and the total.
     t0 = time.monotonic()
-    report.build(plan, profile, saved, stages, performance)
+    report.build(plan, profile, saved, stages, performance, earlier)
     stages += [("report", time.monotonic() - t0), ("total", time.monotonic() - start)]
-    path = report.build(plan, profile, saved, stages, performance)
+    if worked:
+        state["last_work"] = {"when": started, "stages": stages}
+        save_state(plan, state)
+    path = report.build(plan, profile, saved, stages, performance, earlier)
     failed = [k for k, o in outcomes.items() if not o.ok]
     print(f"== [{plan.profile}] report: {path}" + (f"; {len(failed)} run(s) failed (see its Failures section)"
                                                     if failed else ""), flush=True)

@@ -258,8 +258,14 @@ def failures(plan: Plan, outcomes: dict[str, dict[str, Any]]) -> list[str]:
     return lines or ["None.", ""]
 
 
+def stage_table(stages: list[tuple[str, float]]) -> list[str]:
+    return ["| stage | seconds |", "|---|---|", *(f"| {name} | {seconds:.1f} |" for name, seconds in stages), ""]
+
+
 def build(plan: Plan, profile: dict[str, Any], outcomes: dict[str, dict[str, Any]], stages: list[tuple[str, float]],
-          performance: list[dict[str, Any]]) -> Path:
+          performance: list[dict[str, Any]], earlier: dict[str, Any] | None = None) -> Path:
+    """REPORT.md of ``plan``. ``earlier`` (``{"when", "stages"}``): the stage times of the last invocation
+    that trained or measured, shown after this one's when this one did neither."""
     out = plan.results
     lines = [f"# PS-KD benchmark suite: the {plan.profile} profile", "",
              "Built from the run records under `runs/` by `benchmarks/run_all.sh`; tables and figures in the "
@@ -288,6 +294,8 @@ def build(plan: Plan, profile: dict[str, Any], outcomes: dict[str, dict[str, Any
     if not performance:
         lines += ["Not run.", ""]
     lines += ["## Failures", "", *failures(plan, outcomes)]
-    lines += ["## Wall time per stage", "", "| stage | seconds |", "|---|---|",
-              *(f"| {name} | {seconds:.1f} |" for name, seconds in stages), ""]
+    lines += ["## Wall time per stage", "", *stage_table(stages)]
+    if earlier:
+        lines += [f"This invocation trained and measured nothing; the last one that did, started "
+                  f"{earlier['when']}:", "", *stage_table(earlier["stages"])]
     return atomic_write_text(out / "REPORT.md", "\n".join(lines))

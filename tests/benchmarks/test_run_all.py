@@ -265,6 +265,12 @@ def test_rerun_runs_nothing(smoke):
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert " 0 to run or resume" in again.stdout and "[start" not in again.stdout
     assert time.monotonic() - start < 120
+    # the report of a rerun still gives the wall time of the invocation that trained the runs
+    wall = (smoke["results"] / "REPORT.md").read_text().split("## Wall time per stage", 1)[1]
+    ours, earlier = wall.split("This invocation trained and measured nothing; the last one that did, started ")
+    assert "runs (all adapters, pooled)" not in ours and "| total |" in ours
+    assert re.match(r"\d{4}-\d\d-\d\dT", earlier)
+    assert "| runs (all adapters, pooled) |" in earlier and "| performance benchmarks |" in earlier
 
 
 @pytest.mark.slow
