@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from classification.data import STANDIN_MARKER
+from classification.data import STANDIN_MARKER, standin_marker
 
 GENERATOR = "benchmarks.pipeline.standin_data"
 WNIDS_FILE = Path(__file__).resolve().parent / "imagenet_wnids.txt"
@@ -95,11 +95,18 @@ def _claim(folder: Path, data_set: str, owned: Iterable[str], seed: int) -> None
     redone and is not taken for a complete one."""
     folder.mkdir(parents=True, exist_ok=True)
     present = [name for name in owned if (folder / name).exists()]
-    if present and not (folder / STANDIN_MARKER).is_file():
+    marker = standin_marker(folder)
+    if present and marker is None:
         raise FileExistsError(f"{folder} holds {', '.join(present)} but no {STANDIN_MARKER}: it looks like the real "
                               f"{data_set}, which this generator does not overwrite; choose another --out")
+    if marker is not None and marker.get("data_set") != data_set:
+        raise FileExistsError(f"{folder} holds the stand-in {marker.get('data_set')}; write the {data_set} stand-in "
+                              "into another --out")
     for name in present:
-        shutil.rmtree(folder / name) if (folder / name).is_dir() else (folder / name).unlink()
+        if (folder / name).is_dir():
+            shutil.rmtree(folder / name)
+        else:
+            (folder / name).unlink()
     _write_marker(folder, {"data_set": data_set, "generator": GENERATOR, "seed": seed, "complete": False})
 
 
@@ -107,13 +114,15 @@ def _write_marker(folder: Path, marker: dict[str, Any]) -> None:
     (folder / STANDIN_MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _finish(data_set: str, folder: Path, root: Path, seed: int, counts: dict[str, Any], started: float,
-            **extra: Any) -> dict[str, Any]:
-    """Write the complete marker into ``folder`` and return the summary of the stand-in under ``root``."""
+def _finish(data_set: str, out: Path, folder: Path, owned: Iterable[str], seed: int, counts: dict[str, Any],
+            started: float, **extra: Any) -> dict[str, Any]:
+    """Write the complete marker into ``folder`` and return the summary of the stand-in: the folder for the
+    profile's variable (``out``), the counts, and the files, bytes and seconds of what was written."""
     _write_marker(folder, {"data_set": data_set, "generator": GENERATOR, "seed": seed, "complete": True,
                            "counts": counts, **extra})
-    files = [p for p in root.rglob("*") if p.is_file()]
-    return {"data_set": data_set, "path": str(root), "env": ENV[data_set], "counts": counts, "files": len(files),
+    entries = [folder / name for name in (*owned, STANDIN_MARKER)]
+    files = [p for entry in entries for p in ([entry] if entry.is_file() else entry.rglob("*")) if p.is_file()]
+    return {"data_set": data_set, "path": str(out), "env": ENV[data_set], "counts": counts, "files": len(files),
             "bytes": sum(p.stat().st_size for p in files), "seconds": round(time.monotonic() - started, 2)}
 
 
@@ -192,7 +201,8 @@ def make_cifar100(out: str | Path, train_per_class: int = 20, test_per_class: in
     started = time.monotonic()
     root = Path(out)
     folder = root / "cifar-100-python"
-    _claim(folder, "cifar100", ("train", "test", "meta"), seed)
+    owned = ("train", "test", "meta")
+    _claim(folder, "cifar100", owned, seed)
     rng = np.random.default_rng(seed)
     coarse_of = {fine: CIFAR100_COARSE.index(coarse) for coarse, names in CIFAR100_SUPERCLASSES.items()
                  for fine in names}
@@ -209,7 +219,7 @@ def make_cifar100(out: str | Path, train_per_class: int = 20, test_per_class: in
         counts[split] = len(labels)
     _dump_python2({"fine_label_names": CIFAR100_FINE, "coarse_label_names": CIFAR100_COARSE}, folder / "meta")
     md5 = {name: _md5(folder / name) for name in ("train", "test", "meta")}
-    return _finish("cifar100", folder, root, seed, counts, started, md5=md5)
+    return _finish("cifar100", root, folder, owned, seed, counts, started, md5=md5)
 
 
 # -------------------------------------------------------------------------------------------------- ImageNet
@@ -241,7 +251,8 @@ def make_imagenet(out: str | Path, train_per_class: int = 1, val_per_class: int 
     wnids (all 1,000 by default)."""
     started = time.monotonic()
     root = Path(out)
-    _claim(root, "imagenet", ("train", "val"), seed)
+    owned = ("train", "val")
+    _claim(root, "imagenet", owned, seed)
     rng = np.random.default_rng(seed)
     wnids = imagenet_wnids()[:classes]
     colours = rng.integers(0, 256, size=(len(wnids), 3))
@@ -261,7 +272,7 @@ def make_imagenet(out: str | Path, train_per_class: int = 1, val_per_class: int 
                 _imagenet_image(rng, index, colour).save(folder / name, "JPEG", quality=75)
                 index += 1
                 counts[split] += 1
-    return _finish("imagenet", root, root, seed, counts, started)
+    return _finish("imagenet", root, root, owned, seed, counts, started)
 
 
 # ------------------------------------------------------------------------------------------- PASCAL VOC
@@ -362,7 +373,8 @@ def make_voc(out: str | Path, voc2007_trainval: int = 32, voc2007_test: int = 16
 
     started = time.monotonic()
     root = Path(out)
-    _claim(root, "voc", ("VOC2007", "VOC2012"), seed)
+    owned = ("VOC2007", "VOC2012")
+    _claim(root, "voc", owned, seed)
     rng = np.random.default_rng(seed)
     n07 = voc2007_trainval + voc2007_test
     test_numbers = set(rng.choice(np.arange(1, n07 + 1), size=voc2007_test, replace=False).tolist())
@@ -375,7 +387,7 @@ def make_voc(out: str | Path, voc2007_trainval: int = 32, voc2007_test: int = 16
                                   ("2012", trainval12, {})):
         splits = {"train": trainval[0::2], "val": trainval[1::2], "trainval": trainval, **extra}
         counts[f"VOC{year}"] = _write_voc_year(root, year, splits, rng, VOC_CLASSES)
-    return _finish("voc", root, root, seed, counts, started)
+    return _finish("voc", root, root, owned, seed, counts, started)
 
 
 # ---------------------------------------------------------------------------------------------- IWSLT 2015
@@ -449,7 +461,8 @@ def make_iwslt15(out: str | Path, talks: int = 23, sentences_per_talk: int = 100
     apostrophe (’, which prepare-iwslt14.sh replaces)."""
     started = time.monotonic()
     root = Path(out)
-    _claim(root, "iwslt15", ("en-de",), seed)
+    owned = ("en-de",)
+    _claim(root, "iwslt15", owned, seed)
     folder = root / "en-de"
     folder.mkdir()
     rng = np.random.default_rng(seed)
@@ -477,7 +490,7 @@ def make_iwslt15(out: str | Path, talks: int = 23, sentences_per_talk: int = 100
                                                                              encoding="utf-8")
     counts = {"talks": talks, "train_pairs": talks * sentences_per_talk, "header_lines": 8 * talks,
               "test_sets": len(IWSLT_SETS), "test_pairs": test_pairs}
-    return _finish("iwslt15", root, root, seed, counts, started)
+    return _finish("iwslt15", root, root, owned, seed, counts, started)
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

@@ -145,6 +145,8 @@ def test_generation_is_seeded_and_never_overwrites_real_data(tmp_path):
     with pytest.raises(FileExistsError, match="looks like the real cifar100"):
         standin_data.make_cifar100(tmp_path / "real")
     assert (real / "train").read_bytes() == b"the real archive"
+    with pytest.raises(FileExistsError, match="holds the stand-in imagenet"):
+        standin_data.make_iwslt15(tmp_path / "imagenet")
 
 
 # -------------------------------------------------------------------------------------------------- ImageNet
@@ -291,9 +293,8 @@ def test_iwslt15_release_is_prepared_by_both_recipes(standin, tmp_path, recipe):
         assert summary["pairs"] == {"train": kept - kept // 23, "valid": kept // 23, "test": 180}
     else:
         assert summary["pairs"] == {"train": 2300 - 100, "valid": 100, "test": 180}
-    for direction in ("en-de", "de-en"):
-        assert (tmp_path / "out" / "bin" / direction / "train.en-de.en.bin").is_file() or \
-            (tmp_path / "out" / "bin" / direction / "train.de-en.de.bin").is_file()
+    for src, tgt in (("en", "de"), ("de", "en")):  # fairseq-preprocess's files of both directions
+        assert (tmp_path / "out" / "bin" / f"{src}-{tgt}" / f"train.{src}-{tgt}.{src}.bin").is_file()
 
 
 # ------------------------------------------------------------------------------------------- the paper profile
