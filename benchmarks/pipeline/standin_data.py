@@ -340,7 +340,7 @@ def _write_voc_year(root: Path, year: str, splits: dict[str, list[str]], rng: np
         (voc / sub).mkdir(parents=True, exist_ok=True)
     present: dict[str, dict[str, int]] = {}
     n_objects = 0
-    for image_id in sorted(i for ids in splits.values() for i in ids):
+    for image_id in sorted({i for ids in splits.values() for i in ids}):  # train and val are in trainval too
         width, height = VOC_SIZES[int(rng.integers(len(VOC_SIZES)))]
         image = _backdrop(rng, width, height)
         draw = ImageDraw.Draw(image)

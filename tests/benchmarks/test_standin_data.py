@@ -134,10 +134,13 @@ def test_generation_is_seeded_and_never_overwrites_real_data(tmp_path):
     digest = {k: [_md5(Path(s["path"]) / "cifar-100-python" / f) for f in files] for k, s in (("a", a), ("b", b),
                                                                                                 ("c", c))}
     assert digest["a"] == digest["b"] and digest["a"][:2] != digest["c"][:2] and digest["a"][2] == digest["c"][2]
-    # Regenerating a stand-in replaces it whole (no stale class folder stays)
+    # JPEGs too, and regenerating a stand-in replaces it whole (no stale class folder stays)
     standin_data.make_imagenet(tmp_path / "imagenet", classes=3)
     standin_data.make_imagenet(tmp_path / "imagenet", classes=2)
-    assert len(list((tmp_path / "imagenet" / "train").iterdir())) == 2
+    standin_data.make_imagenet(tmp_path / "imagenet_again", classes=2)
+    jpegs = [sorted((p.relative_to(root), _md5(p)) for p in root.rglob("*.JPEG"))
+             for root in (tmp_path / "imagenet", tmp_path / "imagenet_again")]
+    assert jpegs[0] == jpegs[1] and len(jpegs[0]) == 4
     # A folder holding the data set without the marker is someone's real data
     real = tmp_path / "real" / "cifar-100-python"
     real.mkdir(parents=True)
@@ -198,7 +201,7 @@ def test_voc_files_are_in_the_devkit_format(standin):
         ids = {split: main.joinpath(f"{split}.txt").read_text().split() for split in splits}
         assert {split: len(v) for split, v in ids.items()} == splits
         if year == "VOC2007":
-            assert not set(ids["trainval"]) & set(ids["test"]) and ids["trainval"][0] == "000001"
+            assert sorted(ids["trainval"] + ids["test"]) == [f"{n:06d}" for n in range(1, 49)]  # two disjoint sets
         else:
             assert ids["trainval"][0].startswith("2008_")
         assert sorted(main.joinpath("train.txt").read_text().split() + main.joinpath("val.txt").read_text().split()) \
