@@ -1,8 +1,9 @@
 """Where runs go: a local pool, or Slurm through submitit; and the loop that feeds either in dependency order.
 
-* :class:`LocalExecutor`: a pool sized to the machine. On CPUs every run gets one slot and one thread
-  (``OMP_NUM_THREADS=1``); on GPUs a run takes as many free GPUs as it asks for (``CUDA_VISIBLE_DEVICES``)
-  and its commands run under torchrun inside the run.
+* :class:`LocalExecutor`: the suite's one local job pool (:class:`common.jobs.LocalPool`, which the random
+  search uses too), sized to the machine. On CPUs every run gets one slot and one thread
+  (``OMP_NUM_THREADS=1``); on GPUs a run takes as many free GPUs as it asks for (``CUDA_VISIBLE_DEVICES``),
+  gives them back when it ends, and its commands run under torchrun inside the run.
 * :class:`SubmititExecutor`: each run is one Slurm job with its GPU count, node count and time limit;
   a multi-node run starts torchrun on every node with a c10d rendezvous on the first. submitit's
   ``local`` and ``debug`` clusters run the same path on one machine (the tests use them).
@@ -13,19 +14,18 @@ with the reason, and everything else goes on.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from benchmarks.pipeline.plan import Plan, Run, Step
 from benchmarks.pipeline.specs import REPO
+from common.jobs import LocalPool, run_logged
 
 
 @dataclass
@@ -55,19 +55,13 @@ def execute(payload: dict[str, Any], env: dict[str, str] | None = None, node_ran
             master: str | None = None) -> int:
     """Run a run's commands one after the other, appending to its log; 0 when it ends with its output."""
     log = Path(payload["log"])
-    log.parent.mkdir(parents=True, exist_ok=True)
     python = os.environ.get("PSKD_PYTHON_RUNS", sys.executable)
-    with log.open("a", encoding="utf-8") as out:
-        for step in payload["steps"]:
-            argv = Step(step["module"], step["args"], step["torchrun_args"]).argv(
-                python, payload["gpus"], payload["nodes"], node_rank, master, payload["key"])
-            out.write(f"\n== {datetime.now(UTC).isoformat(timespec='seconds')} {' '.join(argv)}\n")
-            out.flush()
-            code = subprocess.run(argv, cwd=REPO, env=env or dict(os.environ), stdout=out,
-                                  stderr=subprocess.STDOUT, check=False).returncode
-            if code != 0:
-                out.write(f"== exit code {code}\n")
-                return code
+    for step in payload["steps"]:
+        argv = Step(step["module"], step["args"], step["torchrun_args"]).argv(
+            python, payload["gpus"], payload["nodes"], node_rank, master, payload["key"])
+        code = run_logged(argv, log, env or dict(os.environ), REPO)
+        if code != 0:
+            return code
     if node_rank == 0 and not Path(payload["done"]).exists():
         with log.open("a", encoding="utf-8") as out:
             out.write(f"== every command succeeded, but {payload['done']} was not written\n")
@@ -106,66 +100,27 @@ class Executor(Protocol):
     def shutdown(self) -> None: ...
 
 
-def visible_gpus() -> list[str]:
-    if "CUDA_VISIBLE_DEVICES" in os.environ:
-        return [g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
-
-
-@dataclass
 class LocalExecutor:
-    """A pool of ``jobs`` slots; on a GPU machine, slots are GPUs."""
+    """The pipeline's runs on a :class:`common.jobs.LocalPool` of ``jobs`` slots over ``gpus`` (default: the
+    visible GPUs); a run asks for ``run.gpus`` and runs its torchrun with as many as it was given."""
 
-    jobs: int | None = None
-    gpus: list[str] = field(default_factory=visible_gpus)
-    name: str = "local"
+    name = "local"
 
-    def __post_init__(self) -> None:
-        self.slots = self.jobs or (len(self.gpus) if self.gpus else (os.cpu_count() or 1))
-        self.free_gpus = list(self.gpus)
-        self.busy = 0
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.slots)
-        self.held: dict[Any, list[str]] = {}
-
-    def _want(self, run: Run) -> int:
-        return min(max(run.gpus, 1), len(self.gpus)) if self.gpus else 0
+    def __init__(self, jobs: int | None = None, gpus: Sequence[str] | None = None) -> None:
+        self.pool = LocalPool(jobs, gpus)
 
     def fits(self, run: Run) -> bool:
-        if self.busy >= self.slots:
-            return False
-        return len(self.free_gpus) >= self._want(run)
+        return self.pool.fits(run.gpus)
 
     def submit(self, run: Run) -> Any:
-        env = dict(os.environ)
-        taken = [self.free_gpus.pop(0) for _ in range(self._want(run))]
-        if taken:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(taken)
-        else:
-            env["OMP_NUM_THREADS"] = "1"
-            env["MKL_NUM_THREADS"] = "1"
         payload = run_payload(run)
-        payload["gpus"] = len(taken)
-        self.busy += 1
-        future = self.pool.submit(execute, payload, env)
-        self.held[future] = taken
-        return future
+        return self.pool.submit(lambda env, gpus: execute({**payload, "gpus": gpus}, env), run.gpus)
 
     def poll(self, handle: Any) -> int | None:
-        if not handle.done():
-            return None
-        self.busy -= 1
-        self.free_gpus += self.held.pop(handle)
-        try:
-            return handle.result()
-        except Exception:  # a broken worker is a failed run, reported like the others
-            return -1
+        return self.pool.poll(handle)
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown()
 
 
 class SubmititExecutor:

@@ -36,7 +36,9 @@ class Step:
         if self.torchrun_args is None or (gpus <= 1 and nodes <= 1):
             return [python, "-m", self.module, *self.args]
         launch = [python, "-m", "torch.distributed.run", f"--nproc_per_node={max(gpus, 1)}"]
-        if nodes > 1:
+        if nodes <= 1:  # a free rendezvous port, so that two runs of the local pool can share a node
+            launch.append("--standalone")
+        else:
             launch += [f"--nnodes={nodes}", f"--node_rank={node_rank}", "--rdzv_backend=c10d",
                        f"--rdzv_endpoint={master}:29500", f"--rdzv_id={job_id}"]
         return [*launch, "-m", self.module, *self.args, *self.torchrun_args]

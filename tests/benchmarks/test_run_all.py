@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import run_all
-from benchmarks.pipeline.plan import FINISHED, RESUME, Step
+from benchmarks.pipeline.executors import LocalExecutor, schedule
+from benchmarks.pipeline.plan import FINISHED, RESUME, Plan, Run, Step
 from benchmarks.pipeline.specs import PROFILES, REPO, TABLES_DIR, load_specs
 
 PAPER_DATA_ENV = ("PSKD_CIFAR100", "PSKD_IMAGENET", "PSKD_VOC", "PSKD_IWSLT15")
@@ -139,8 +140,42 @@ def test_torchrun_only_for_several_gpus_or_nodes():
     assert step.argv("py", gpus=1) == ["py", "-m", "classification.train", "--config", "x"]
     many = step.argv("py", gpus=8)
     assert many[:4] == ["py", "-m", "torch.distributed.run", "--nproc_per_node=8"]
+    assert "--standalone" in many  # a free rendezvous port: two runs of the local pool may share a node
     nodes = step.argv("py", gpus=8, nodes=2, node_rank=1, master="node7")
     assert "--nnodes=2" in nodes and "--node_rank=1" in nodes and "--rdzv_endpoint=node7:29500" in nodes
+    assert "--standalone" not in nodes
+
+
+FAKE_PYTHON = """#!/bin/sh
+# stands in for python (PSKD_PYTHON_RUNS): "$0 -m fake DONE SECONDS" records its GPUs and times, sleeps, writes DONE
+start=$(date +%s.%N)
+sleep "$4"
+echo "$CUDA_VISIBLE_DEVICES $start $(date +%s.%N)" >> "$3.spans"
+touch "$3"
+"""
+
+
+def test_the_local_executor_gives_each_running_run_gpus_of_its_own(tmp_path, monkeypatch):
+    python = tmp_path / "python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    monkeypatch.setenv("PSKD_PYTHON_RUNS", str(python))
+    # run 0 ends at once while run 1 goes on: run 2 must take run 0's GPU; run 5 asks for two GPUs
+    seconds, gpus = [0, 2, 0.5, 0.5, 0.3, 0.3], [1, 1, 1, 1, 1, 2]
+    runs = {}
+    for i, (s, g) in enumerate(zip(seconds, gpus, strict=True)):
+        done = tmp_path / f"r{i}.done"
+        runs[f"r{i}"] = Run(f"r{i}", "fake", f"run {i}", tmp_path / f"r{i}", [Step("fake", [str(done), str(s)])], done,
+                            gpus=g, cost=10 - i)  # the cost orders them: run 0 starts first
+    plan = Plan("smoke", tmp_path, {}, [], runs, {}, {}, "")
+    outcomes = schedule(plan, list(runs), LocalExecutor(gpus=["a", "b"]), report=lambda line: None, poll_s=0.05)
+    assert all(o.ok for o in outcomes.values())
+    spans = [(key, line.split()) for key in runs for line in (tmp_path / f"{key}.done.spans").read_text().splitlines()]
+    held = {key: set(fields[0].split(",")) for key, fields in spans}
+    assert [len(held[f"r{i}"]) for i in range(6)] == gpus and set().union(*held.values()) == {"a", "b"}
+    times = {key: (float(fields[1]), float(fields[2])) for key, fields in spans}
+    assert not [(a, b) for a in runs for b in runs if a < b and held[a] & held[b]
+                and times[a][0] < times[b][1] and times[b][0] < times[a][1]]
 
 
 def test_paper_profile_lists_all_missing_data_and_runs_nothing(tmp_path, monkeypatch, capsys):
