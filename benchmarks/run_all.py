@@ -1,7 +1,7 @@
 """The main job: rebuild every table and figure of the paper on a profile, then write REPORT.md.
 
-    python -m benchmarks.run_all [smoke|demo|paper] [--only ID[,ID]] [--seeds N] [--executor local|slurm]
-                                 [--jobs N] [--dry-run]
+    python -m benchmarks.run_all [smoke|demo|paper] [--only ID[,ID]] [--seeds N] [--trials N|published]
+                                 [--executor local|slurm] [--jobs N] [--dry-run]
 
 (``bash benchmarks/run_all.sh ...`` sets the environment up first, then calls this.)
 
@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("profile", nargs="?", default=os.environ.get("PSKD_PROFILE", "demo"), choices=PROFILES)
     parser.add_argument("--only", help="comma-separated table/figure ids (the file names under benchmarks/tables/)")
     parser.add_argument("--seeds", type=int, help="seeds per row for every table (default: each spec's profile)")
+    parser.add_argument("--trials", help="trials per method of the search tables (Table S2): a number drawn at "
+                                         "random, or 'published' for the paper's own (default: each spec's profile)")
     parser.add_argument("--executor", choices=["local", "slurm"], default="local")
     parser.add_argument("--jobs", type=int, help="runs at a time (local: default one per CPU core, or per GPU)")
     parser.add_argument("--dry-run", action="store_true", help="list every run with its state and cost; run nothing")
@@ -51,6 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
         parser.error("--seeds must be at least 1")
+    if args.trials is not None and args.trials != "published":
+        if not args.trials.isdigit() or int(args.trials) < 1:
+            parser.error(f"--trials takes a number (1 or more) or 'published'; got {args.trials!r}")
+        args.trials = int(args.trials)
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
     if any("=" not in item for item in args.slurm):
@@ -63,7 +69,7 @@ def make_plan(args: argparse.Namespace) -> tuple[Plan, dict[str, Any]]:
     specs = load_specs(Path(args.tables))
     selected = select_ids(specs, args.only)
     results = Path(args.results) if args.results else REPO / "results" / args.profile
-    return Expander(specs, selected, profile, results.resolve(), args.seeds).expand(), profile
+    return Expander(specs, selected, profile, results.resolve(), args.seeds, args.trials).expand(), profile
 
 
 def print_dry_run(plan: Plan) -> None:

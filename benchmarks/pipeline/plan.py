@@ -194,10 +194,11 @@ class Expander:
     """Builds the runs of the selected specs for one profile (see module docstring)."""
 
     def __init__(self, specs: dict[str, Spec], selected: list[str], profile: dict[str, Any], results: Path,
-                 seeds: int | None = None) -> None:
+                 seeds: int | None = None, trials: int | str | None = None) -> None:
         self.specs, self.selected, self.profile, self.results = specs, selected, profile, Path(results)
         self.name = profile["name"]
         self.seeds = seeds
+        self.trials = trials
         self.adapters = profile.get("adapters", {})
         self.data = resolve_data(profile.get("data", {}), self.results)
         self.runs: dict[str, Run] = {}
@@ -267,7 +268,7 @@ class Expander:
             paper = self._reference(spec, values, frags)
             search = next((f["search"] for f in frags if "search" in f), None)
             if spec.kind == "search" and search:
-                for i, point in enumerate(self._trials(spec, search, int(prof.get("trials", 5)))):
+                for i, point in enumerate(self._trials(spec, search, self.trials or prof.get("trials", 5))):
                     keys = [self.row_run(spec, values, seed, point) for seed in self.seeds_of(spec, frags)]
                     out.append(Row({**values, "trial": str(i)}, {**labels, "trial": str(i)}, None, keys, point))
             else:
@@ -288,12 +289,12 @@ class Expander:
         keyed = {axis: f.get("reference", value) for (axis, value), f in zip(values.items(), frags, strict=True)}
         return {"table": spec.paper["table"], "path": [str(p).format(**keyed) for p in spec.paper["path"]]}
 
-    def _trials(self, spec: Spec, method: str, trials: int) -> list[dict[str, Any]]:
-        from classification.search import draw_trials, load_space
+    def _trials(self, spec: Spec, method: str, trials: int | str) -> list[dict[str, Any]]:
+        """A number of trials drawn from the spec's search space, or ``published``: the paper's own."""
+        from classification.search import trial_points
 
         search = spec.extra.get("search", {})
-        space = load_space(search.get("space", "search/table_s2"), method)
-        return draw_trials(space, trials, int(search.get("seed", 0)))
+        return trial_points(search.get("space", "search/table_s2"), method, trials, int(search.get("seed", 0)))
 
     # ------------------------------------------------------------------ runs
     def row_run(self, spec: Spec, values: dict[str, str], seed: int, point: dict[str, Any] | None = None) -> str:
