@@ -198,6 +198,84 @@ def test_paper_dry_run_lists_every_run_with_gpu_hours(tmp_path, capsys):
     assert total > 1000  # 300-epoch CIFAR runs and 90-epoch ImageNet runs: thousands of GPU hours
     for spec in load_specs().values():
         assert f"{spec.id}:" in out or not spec.axes, spec.id
+    # the 15 trials that Table S2 publishes, baseline and LS; three seeds of every main CIFAR-100 row
+    assert len(re.findall(r"table_s2: (?:cs_kd|tf_kd_reg|ps_kd) \{'method\.", out)) == 15
+    assert len(re.findall(r"table_s2: (?:baseline|ls), seed 0", out)) == 2
+    assert "table_s2: ps_kd {'method.alpha_T': 0.3}, seed 0" in out
+    for seed in range(3):
+        assert len(re.findall(rf"cifar100_main: \w+ / \w+, seed {seed}\n", out)) == 25
+
+
+# Supplement Table S2, typed from it: the published settings of each searched method, in its order, and
+# the best of each (lowest top-1 error), at which the ImageNet table runs every method.
+TABLE_S2_SETTINGS = {
+    "cs_kd": [{"tau": 10, "lambda_cls": 4}, {"tau": 20, "lambda_cls": 2}, {"tau": 1, "lambda_cls": 0.1},
+              {"tau": 4, "lambda_cls": 0.5}, {"tau": 10, "lambda_cls": 3}],
+    "tf_kd_reg": [{"alpha": 0.3, "tau": 20, "a": 0.91}, {"alpha": 0.1, "tau": 40, "a": 0.95},
+                  {"alpha": 0.2, "tau": 40, "a": 0.97}, {"alpha": 0.3, "tau": 40, "a": 0.92},
+                  {"alpha": 0.1, "tau": 30, "a": 0.92}],
+    "ps_kd": [{"alpha_T": 0.9}, {"alpha_T": 0.5}, {"alpha_T": 0.1}, {"alpha_T": 0.3}, {"alpha_T": 0.8}],
+}
+TABLE_S2_BEST = {"cs_kd": {"tau": 4, "lambda_cls": 0.5}, "tf_kd": {"alpha": 0.1, "tau": 40, "a": 0.95},
+                 "ps_kd": {"alpha_T": 0.3}}
+
+
+def _config(run):
+    """The resolved classification config of a run, from its command line."""
+    from classification.config import load_config
+
+    args = run.steps[0].args
+    configs = [args[i + 1] for i, a in enumerate(args) if a == "--config"]
+    return load_config(configs, [a for i, a in enumerate(args) if "=" in a and args[i - 1] != "--config"])
+
+
+def test_paper_table_s2_runs_the_published_trials_at_batch_512_and_the_imagenet_lr(tmp_path):
+    from classification.config import load_config
+
+    plan = _plan("paper", tmp_path, only="table_s2")
+    trials: dict[str, list[dict]] = {}
+    for row in plan.rows["table_s2"]:
+        trials.setdefault(row.values["method"], []).append({k.split(".", 1)[1]: v for k, v in row.params.items()})
+        (key,) = row.runs
+        cfg, run = _config(plan.runs[key]), plan.runs[key]
+        assert (cfg.data.batch_size, cfg.optim.lr, run.gpus) == (512, load_config("imagenet_resnet152").optim.lr, 8)
+        assert all(getattr(cfg.method, k) == v for k, v in trials[row.values["method"]][-1].items())
+    assert trials == {"baseline": [{}], "ls": [{}], **TABLE_S2_SETTINGS}
+    # a number of trials draws them at random, as on the CPU profiles
+    args = run_all.parse_args(["paper", "--only", "table_s2", "--trials", "2", "--results", str(tmp_path / "p")])
+    drawn = run_all.make_plan(args)[0].rows["table_s2"]
+    assert [r.values["method"] for r in drawn].count("ps_kd") == 2
+    args = run_all.parse_args(["demo", "--only", "table_s2", "--trials", "published", "--results", str(tmp_path / "d")])
+    demo = run_all.make_plan(args)[0].rows["table_s2"]
+    assert [r.params for r in demo if r.values["method"] == "ps_kd"] == [
+        {f"method.{k}": v for k, v in p.items()} for p in TABLE_S2_SETTINGS["ps_kd"]]
+    with pytest.raises(SystemExit):
+        run_all.parse_args(["paper", "--trials", "all"])
+
+
+def test_paper_imagenet_rows_run_every_method_at_table_s2s_best_trial(tmp_path):
+    plan = _plan("paper", tmp_path, only="imagenet,table_s3")
+    rows = {tuple(r.values.values()): r for r in plan.rows["imagenet"]}
+    assert {method for _, method in rows} == {"baseline", "ls", "cs_kd", "tf_kd", "ps_kd"}
+    for (_, method), row in rows.items():
+        cfg = _config(plan.runs[row.runs[0]])
+        assert cfg.data.batch_size == 256
+        assert {k: getattr(cfg.method, k) for k in TABLE_S2_BEST.get(method, {})} == TABLE_S2_BEST.get(method, {})
+    # Table S3's backbones are these classifiers, PS-KD + CutMix's too
+    for row in plan.rows["table_s3"]:
+        source = {"ps_kd_cutmix": ("cutmix", "ps_kd"), "ps_kd_head": ("none", "baseline")}.get(
+            row.values["backbone"], ("none", row.values["backbone"]))
+        if row.values["backbone"] == "mmdet_r50_voc0712":
+            continue
+        (convert,) = plan.runs[row.runs[0]].deps
+        assert plan.runs[convert].deps == rows[source].runs
+
+
+def test_paper_main_cifar_table_has_three_seeds_and_shares_its_pyramidnet_runs_with_table_s1(tmp_path):
+    plan = _plan("paper", tmp_path, only="cifar100_main,table_s1")
+    assert all([plan.runs[k].seed for k in row.runs] == [0, 1, 2] for row in plan.rows["cifar100_main"])
+    main = {r.values["method"]: r.runs for r in plan.rows["cifar100_main"] if r.values["model"] == "pyramidnet200"}
+    assert main == {r.values["method"]: r.runs for r in plan.rows["table_s1"] if r.values["augment"] == "none"}
 
 
 # ---------------------------------------------------------------------- smoke, end to end
