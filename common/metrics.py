@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -54,8 +53,9 @@ def _check(probs: Tensor, labels: Tensor, logits: Tensor | None = None) -> None:
         raise ValueError(f"expected logits of the shape of probs {tuple(probs.shape)}; got {tuple(logits.shape)}")
 
 
-def _top_k_hits(scores: Tensor, labels: Tensor, ks: tuple[int, ...]) -> list[float]:
-    """Expected number of samples whose label is among the k highest scores, for each k.
+def _top_k_hits(scores: Tensor, labels: Tensor, ks: tuple[int, ...]) -> Tensor:
+    """Expected number of samples whose label is among the k highest scores, for each k (float64, on the
+    device of ``scores``, without a host synchronisation).
 
     The official ``accuracy`` (main.py, lines 125-139) takes ``torch.topk`` of the logits, which
     breaks ties at the k-th place arbitrarily. Here a label with ``a`` strictly higher classes and
@@ -64,13 +64,8 @@ def _top_k_hits(scores: Tensor, labels: Tensor, ks: tuple[int, ...]) -> list[flo
     """
     s_true = scores.gather(1, labels.long().unsqueeze(1))
     above = (scores > s_true).sum(dim=1, dtype=torch.int32).double()
-    equal = scores == s_true
-    # a whole-tensor count is cheaper than per-row sums, and ties are rare: count per row only then
-    if int(torch.count_nonzero(equal)) == scores.shape[0]:
-        tied = torch.ones_like(above)
-    else:
-        tied = equal.sum(dim=1, dtype=torch.int32).clamp_min(1).double()
-    return [float(((k - above) / tied).clamp(0.0, 1.0).sum()) for k in ks]
+    tied = (scores == s_true).sum(dim=1, dtype=torch.int32).clamp_min(1).double()
+    return torch.stack([((k - above) / tied).clamp(0.0, 1.0).sum() for k in ks])
 
 
 def top_k_error(probs: Tensor, labels: Tensor, k: int = 1) -> float:
@@ -80,11 +75,11 @@ def top_k_error(probs: Tensor, labels: Tensor, k: int = 1) -> float:
     logits; float32 softmax can tie classes whose logits differ, so pass logits where they exist.
     """
     _check(probs, labels)
-    return 100.0 * (1.0 - _top_k_hits(probs, labels, (k,))[0] / labels.shape[0])
+    return 100.0 * (1.0 - float(_top_k_hits(probs, labels, (k,))[0]) / labels.shape[0])
 
 
-def _nll_sum(probs: Tensor, labels: Tensor, logits: Tensor | None) -> float:
-    """Sum over samples of -log p(label | x), accumulated in float64.
+def _nll_sum(probs: Tensor, labels: Tensor, logits: Tensor | None) -> Tensor:
+    """Sum over samples of -log p(label | x), accumulated in float64 (a 0-d tensor on the inputs' device).
 
     From logits: the per-sample cross entropy that the official ``val`` averages
     (``nn.CrossEntropyLoss`` of the outputs, main.py line 536), unbounded. From stored probabilities
@@ -92,15 +87,15 @@ def _nll_sum(probs: Tensor, labels: Tensor, logits: Tensor | None) -> float:
     """
     labels = labels.long().unsqueeze(1)
     if logits is not None:
-        return float(-F.log_softmax(logits.float(), dim=1).gather(1, labels).double().sum())
+        return -F.log_softmax(logits.float(), dim=1).gather(1, labels).double().sum()
     p = probs.gather(1, labels).double()
-    return float(-p.clamp_min(NLL_FLOOR).log().sum())
+    return -p.clamp_min(NLL_FLOOR).log().sum()
 
 
 def negative_log_likelihood(probs: Tensor, labels: Tensor, logits: Tensor | None = None) -> float:
     """Mean of -log p(label | x): the cross entropy of ``logits`` when given, else of clamped ``probs``."""
     _check(probs, labels, logits)
-    return _nll_sum(probs, labels, logits) / labels.shape[0]
+    return float(_nll_sum(probs, labels, logits)) / labels.shape[0]
 
 
 def _bin_edges(n_bins: int) -> tuple[Tensor, Tensor]:
@@ -204,7 +199,10 @@ class ClassificationMetrics:
 
     ``update`` keeps running sums for top-k, NLL and the ECE bins, and each sample's confidence and
     correctness for AURC (which needs a global sort): 5 bytes per sample, not K probabilities.
-    With ``distributed=True`` (default) and a process group, ``compute`` covers every rank's samples.
+    The states live on the device of the inputs, as torchmetrics keeps them, so that ``update`` never
+    waits for the device; ``compute`` reduces them through :mod:`common.distributed`, which carries each
+    tensor on a device the process group serves (CUDA under NCCL). With ``distributed=True`` (default) and
+    a process group, ``compute`` covers every rank's samples.
     """
 
     def __init__(self, n_bins: int = 10, topk: tuple[int, ...] = (1, 5), distributed: bool = True) -> None:
@@ -215,12 +213,17 @@ class ClassificationMetrics:
         self.reset()
 
     def reset(self) -> None:
-        self._n = 0
-        self._topk_hits = [0.0] * len(self.topk)
-        self._nll_sum = 0.0
-        self._bins = [torch.zeros(len(self._upper), dtype=torch.float64) for _ in range(3)]
+        # [n, top-k hits..., NLL sum] and [count, correct, confidence sum] per bin, created on the device of
+        # the first batch
+        self._sums: Tensor | None = None
+        self._bins: Tensor | None = None
         self._confidence: list[Tensor] = []
         self._correct: list[Tensor] = []
+
+    @property
+    def device(self) -> torch.device | None:
+        """Where the states live: the device of the first batch given to :meth:`update` (None before it)."""
+        return None if self._sums is None else self._sums.device
 
     @torch.no_grad()
     def update(self, probs: Tensor, labels: Tensor, logits: Tensor | None = None) -> None:
@@ -233,43 +236,43 @@ class ClassificationMetrics:
         _check(probs, labels, logits)
         labels = labels.to(probs.device).long()
         scores = probs if logits is None else logits
-        for i, hits in enumerate(_top_k_hits(scores, labels, self.topk)):
-            self._topk_hits[i] += hits
-        self._nll_sum += _nll_sum(probs, labels, logits)
         confidence, correct = _confidence_and_correct(probs, labels)
-        for acc, part in zip(self._bins, _bin_sums(confidence, correct, self._lower, self._upper), strict=True):
-            acc += part.cpu()
-        self._confidence.append(confidence.float().cpu())
-        self._correct.append(correct.cpu())
-        self._n += labels.shape[0]
+        sums = torch.cat([torch.full((1,), labels.shape[0], dtype=torch.float64, device=probs.device),
+                          _top_k_hits(scores, labels, self.topk).to(probs.device),
+                          _nll_sum(probs, labels, logits).to(probs.device).reshape(1)])
+        bins = torch.stack(_bin_sums(confidence, correct, self._lower, self._upper))
+        if self._sums is None or self._bins is None:
+            self._sums, self._bins = sums, bins
+        else:
+            self._sums += sums.to(self._sums.device)
+            self._bins += bins.to(self._bins.device)
+        self._confidence.append(confidence.float())
+        self._correct.append(correct)
 
     def compute(self) -> dict[str, float | dict]:
         """Metrics over every sample seen on every rank: top{k}_err, nll, ece, aurc, eaurc, n, calibration."""
-        counts = torch.tensor([self._n, *self._topk_hits, self._nll_sum], dtype=torch.float64)
-        bins = torch.stack(self._bins)
-        confidence = torch.cat(self._confidence) if self._confidence else torch.zeros(0)
-        correct = torch.cat(self._correct) if self._correct else torch.zeros(0, dtype=torch.bool)
+        # A rank that saw no sample (a test set smaller than the world) still joins every collective.
+        sums = self._sums if self._sums is not None else torch.zeros(2 + len(self.topk), dtype=torch.float64)
+        bins = self._bins if self._bins is not None else torch.zeros(3, len(self._upper), dtype=torch.float64)
+        device = sums.device
+        confidence = torch.cat(self._confidence) if self._confidence else torch.zeros(0, device=device)
+        correct = torch.cat(self._correct) if self._correct else torch.zeros(0, dtype=torch.bool, device=device)
         if self.distributed and ddp.world_size() > 1:
-            counts, bins = _all_reduce_sum(counts), _all_reduce_sum(bins)
+            sums, bins = ddp.all_reduce_sum(sums), ddp.all_reduce_sum(bins)
             confidence = ddp.all_gather_variable(confidence)
             correct = ddp.all_gather_variable(correct.to(torch.uint8)).bool()
+        counts, bins = sums.cpu(), bins.cpu()
         n = int(counts[0])
         if n == 0:
             raise ValueError("no samples were given to the metrics")
         calibration = _calibration_from_sums(bins[0], bins[1], bins[2], n, self._lower, self._upper)
-        aurc_value, eaurc_value = _aurc_from(confidence, correct)
+        aurc_value, eaurc_value = _aurc_from(confidence.cpu(), correct.cpu())
         result: dict[str, float | dict] = {
             f"top{k}_err": 100.0 * (1.0 - counts[1 + i].item() / n) for i, k in enumerate(self.topk)
         }
         result.update(nll=counts[-1].item() / n, ece=calibration.ece, aurc=aurc_value, eaurc=eaurc_value,
                       n=n, calibration=calibration.to_dict())
         return result
-
-
-def _all_reduce_sum(tensor: Tensor) -> Tensor:
-    out = tensor.clone()
-    dist.all_reduce(out)
-    return out
 
 
 def classification_metrics(probs: Tensor, labels: Tensor, n_bins: int = 10,
