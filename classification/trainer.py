@@ -22,18 +22,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from classification.config import Config, ConfigError, config_from_dict, result_changing_differences
-from classification.evaluate import (
+from classification.evaluate import evaluate_model
+from classification.methods import MethodContext, build_method
+from classification.regularizers import CutMix
+from classification.runtime import (
     CHECKPOINT,
     autocast,
-    evaluate_model,
     load_checkpoint,
     resolve_precision,
     run_datasets,
     run_model,
     runtime_device,
 )
-from classification.methods import MethodContext, build_method
-from classification.regularizers import CutMix
 from common import distributed as ddp
 from common.io import UnreadableFile, atomic_write
 from common.methods import paper_row
@@ -56,12 +56,19 @@ class NonFiniteLoss(RuntimeError):
     """Training produced NaN or inf; the last good checkpoint is kept."""
 
 
+def process_group_backend(use_cuda: bool) -> str:
+    """The backend the trainer's process group is built with: on GPUs NCCL for CUDA tensors and gloo for any
+    CPU tensor (what torch builds when no backend is named), so that no collective depends on where a
+    tensor happens to live; gloo alone on CPUs."""
+    return "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
+
+
 def _init_distributed(cfg: Config) -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not ddp.is_distributed():
         use_cuda = cfg.runtime.device != "cpu" and torch.cuda.is_available()
         if use_cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        dist.init_process_group(process_group_backend(use_cuda))
 
 
 def _seed_everything(seed: int, deterministic: bool) -> None:
@@ -125,8 +132,8 @@ class Trainer:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                                          nesterov=cfg.optim.nesterov, weight_decay=cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.optim.milestones, cfg.optim.gamma)
-        precision = resolve_precision(cfg.runtime, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+        self.precision = resolve_precision(cfg.runtime, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.method = build_method(cfg.method, MethodContext(len(self.splits.train), self.splits.num_classes,
                                                              cfg.optim.epochs, self.device, model_builder), cfg.seed)
         self.mixer = CutMix(cfg.regularizer.cutmix_prob) if cfg.regularizer.cutmix_prob > 0 else None
@@ -141,7 +148,7 @@ class Trainer:
         self.start_epoch = 0
         self.record = RunRecord(cfg.name, dataclasses.asdict(cfg), cfg.seed,
                                 labels={"dataset": cfg.data.name, "model": cfg.model.name, "method": cfg.method.name,
-                                        "precision": precision},
+                                        "precision": self.precision},
                                 reference=paper_reference(cfg))
         if resume:
             self._resume()
@@ -206,7 +213,7 @@ class Trainer:
         return DataLoader(self.splits.train, batch_size=per_rank, sampler=self.sampler, drop_last=False, **common)
 
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
-        with autocast(self.cfg.runtime, self.device):
+        with autocast(self.precision, self.device):
             return self.train_model(images)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -234,8 +241,7 @@ class Trainer:
         self.method.end_epoch(self.train_model)
         sums = torch.stack([total_loss, correct.double(), torch.tensor(float(seen), device=self.device,
                                                                         dtype=torch.float64)])
-        if self.world > 1:
-            dist.all_reduce(sums)
+        sums = ddp.all_reduce_sum(sums)
         train_loss = sums[0].item() / sums[2].item()
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"epoch {epoch}: the training loss is {train_loss}. The last good checkpoint "
@@ -251,8 +257,8 @@ class Trainer:
 
     def evaluate(self, keep_predictions: bool = False) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
         """:func:`classification.evaluate.evaluate_model` of the model on this run's test set."""
-        return evaluate_model(self.model, self.splits.test, self.cfg.runtime, self.cfg.data.test_batch_size,
-                              self.cfg.data.num_workers, keep_predictions)
+        return evaluate_model(self.model, self.splits.test, self.precision, self.cfg.data.test_batch_size,
+                              self.cfg.data.num_workers, keep_predictions, self.cfg.runtime.channels_last)
 
     def fit(self) -> dict[str, Any]:
         epochs = self.cfg.optim.epochs

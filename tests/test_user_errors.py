@@ -265,7 +265,7 @@ def test_cuda_asked_for_without_cuda_is_a_config_error():
     import torch
 
     from classification.config import ConfigError, RuntimeConfig
-    from classification.evaluate import runtime_device
+    from classification.runtime import runtime_device
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from classification.config import load_config
-from classification.evaluate import autocast
 from classification.models import build_model
+from classification.runtime import autocast
 from classification.trainer import Trainer
 from common import PSKD, LinearAlpha, PredictionStore
 
@@ -102,7 +102,7 @@ def trainer_vs_plain_loop(model_name: str, images: int, device: str) -> dict:
             x, y = x.to(dev), y.to(dev)
             if cfg.runtime.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(cfg.runtime, dev):
+            with autocast(trainer.precision, dev):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)

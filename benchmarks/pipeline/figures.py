@@ -1,18 +1,23 @@
-"""The supplement's figures from run records (and, for Fig. S6, a run's saved validation probabilities).
+"""The supplement's figures from run records (and, for Fig. S6, a run's saved validation probabilities and
+its validation images).
 
 Reliability diagrams, calibration plots and per-epoch curves are drawn by ``common.plots``; this module
 adds the two layouts that it has no function for (Fig. S1's metric against alpha_T with error bars over
-seeds, Fig. S6's predicted probabilities of a few images) and chooses what each figure shows.
+seeds, Fig. S6's images beside each model's top-5 class probabilities) and chooses what each figure shows.
 """
 
 from __future__ import annotations
 
 import statistics
+import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -64,40 +69,216 @@ def epoch_curves(records: Mapping[str, dict[str, Any]], folder: Path, stem: str,
     return out
 
 
-def pick_images(baseline: Mapping[str, Any], other: Mapping[str, Any], count: int) -> list[int]:
-    """Positions of ``count`` validation images: those the baseline gets wrong with the highest confidence
-    first, then the rest in order; both prediction sets must cover the same ids."""
-    if not bool((baseline["ids"] == other["ids"]).all()):
-        raise ValueError("the two runs' saved validation predictions cover different images")
-    probs, labels = baseline["probs"].float(), baseline["labels"]
-    confidence, predicted = probs.max(dim=1)
-    wrong = (predicted != labels).nonzero().flatten().tolist()
-    wrong.sort(key=lambda i: -float(confidence[i]))
-    wrong_set = set(wrong)
-    rest = [i for i in range(len(labels)) if i not in wrong_set]
-    return (wrong + rest)[:count]
+@dataclass
+class ValidationSet:
+    """A run's validation images as its model saw them (``dataset[id] = (image, target, id)``, the ids of its
+    ``val_predictions.pt``), its class names, and the normalisation to undo for display (``None``: stretch
+    each image to [0, 1])."""
+
+    dataset: Any
+    class_names: list[str]
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+
+    def image(self, sample_id: int) -> tuple[np.ndarray, int]:
+        """Image ``sample_id`` as an (H, W) or (H, W, 3) array in [0, 1], and its class."""
+        image, target, _ = self.dataset[sample_id]
+        image = image.float()
+        if self.mean is not None and self.std is not None:
+            image = image * torch.tensor(self.std).view(-1, 1, 1) + torch.tensor(self.mean).view(-1, 1, 1)
+        else:
+            image = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)
+        array = image.clamp(0, 1).permute(1, 2, 0).numpy()
+        return (array[..., 0] if array.shape[2] == 1 else array), int(target)
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet class names in the standard index order (the sorted wnids, which is also the order
+    of an ImageFolder of ``val/<wnid>/``), as torchvision's weights metadata holds them offline."""
+    from torchvision.models import ResNet152_Weights
+
+    return list(ResNet152_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _folder_classes(dataset: Any) -> list[str] | None:
+    """The ``classes`` of the torchvision data set under the suite's wrappers (``WithIndex.base``,
+    ``Subset.dataset``), if it has them."""
+    while dataset is not None and not hasattr(dataset, "classes"):
+        inner = getattr(dataset, "base", None)
+        dataset = inner if inner is not None else getattr(dataset, "dataset", None)
+    return None if dataset is None else list(dataset.classes)
+
+
+def class_names(data_name: str, num_classes: int, test_set: Any = None) -> list[str]:
+    """Readable names of a data set's classes, by class index: Fashion-MNIST's and ImageNet's from
+    torchvision (no data needed), CIFAR-100's and an image folder's from the data set itself, else
+    ``class <i>``."""
+    from torchvision.datasets import FashionMNIST
+
+    if data_name == "fashion_mnist":
+        return list(FashionMNIST.classes)
+    if data_name == "imagenet" and num_classes == 1000:
+        return imagenet_class_names()
+    found = _folder_classes(test_set) if test_set is not None else None
+    if found is not None and len(found) == num_classes:
+        return found
+    return [f"class {i}" for i in range(num_classes)]
+
+
+def validation_set(config: Mapping[str, Any]) -> ValidationSet:
+    """The validation set of a classification run from the config its record holds, built by the adapter's
+    own :func:`classification.runtime.run_datasets` (so the ids are those of its saved predictions);
+    raises :class:`classification.data.DatasetNotFound` where the data set is not on this machine."""
+    from classification import data
+    from classification.config import config_from_dict
+    from classification.runtime import run_datasets
+
+    cfg = config_from_dict(dict(config))
+    splits = run_datasets(cfg)
+    stats = {"cifar100": (data.CIFAR100_MEAN, data.CIFAR100_STD), "imagenet": (data.IMAGENET_MEAN, data.IMAGENET_STD),
+             "fashion_mnist": (data.FASHION_MEAN, data.FASHION_STD),
+             "image_folder": (tuple(cfg.data.mean or data.IMAGENET_MEAN), tuple(cfg.data.std or data.IMAGENET_STD))}
+    mean, std = stats.get(cfg.data.name, (None, None))
+    return ValidationSet(splits.test, class_names(cfg.data.name, splits.num_classes, splits.test), mean, std)
+
+
+def choose_images(labels: torch.Tensor, count: int, classes: Sequence[int] | None = None) -> list[int]:
+    """Positions of Fig. S6's images: for each class of ``classes`` (the paper's eight, in its order) or else
+    of the first ``count`` classes that have a validation image, the first validation image of that class
+    (lowest id). A fixed rule that looks at neither model's output, so it favours neither."""
+    labels = labels.long()
+    present = sorted(set(labels.tolist()))
+    wanted = list(classes) if classes is not None else present[:count]
+    out = []
+    for c in wanted:
+        hits = (labels == c).nonzero().flatten()
+        if len(hits):
+            out.append(int(hits[0]))
+    return out
+
+
+def probability_panels(predictions: Mapping[str, Mapping[str, Any]], positions: Sequence[int],
+                       names: Sequence[str], top: int = 5) -> list[dict[str, Any]]:
+    """What Fig. S6 draws for each chosen image: its id, true class and, per run, the ``top`` most probable
+    classes by name with their probabilities and the rank of the true class among them (``None`` when it is
+    not among them; ``true_prob`` is its probability either way)."""
+    runs = list(predictions)
+    first = predictions[runs[0]]
+    for run in runs[1:]:
+        if not torch.equal(predictions[run]["ids"], first["ids"]):
+            raise ValueError(f"the saved validation predictions of {runs[0]!r} and {run!r} cover different images")
+    panels = []
+    for pos in positions:
+        label = int(first["labels"][pos])
+        per_run = {}
+        for run in runs:
+            p = predictions[run]["probs"][pos].float()
+            values, classes = p.topk(min(top, p.numel()))
+            classes_list = [int(c) for c in classes]
+            per_run[run] = {"classes": classes_list, "names": [names[c] for c in classes_list],
+                            "probs": [float(v) for v in values],
+                            "true_rank": classes_list.index(label) if label in classes_list else None,
+                            "true_prob": float(p[label])}
+        panels.append({"id": int(first["ids"][pos]), "label": label, "true_name": names[label], "runs": per_run})
+    return panels
+
+
+TRUE_COLOR, OTHER_COLOR = "#b03a2e", "#3b75af"
+
+
+def draw_probabilities(panels: Sequence[dict[str, Any]], images: Sequence[np.ndarray | None], title: str = "",
+                       per_row: int = 2, missing: str = "") -> Any:
+    """Fig. S6's layout: per image, the image (titled with its true class) and one bar chart per run of its
+    top classes by name, the true class's bar in red and its label marked; ``per_row`` images side by side.
+    An image that is ``None`` is drawn as "image not available", and ``missing`` (why) is said once under
+    the title. Returns the matplotlib figure."""
+    runs = list(panels[0]["runs"]) if panels else []
+    cols = per_row * (1 + len(runs))
+    rows = max(1, -(-len(panels) // per_row))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.5 * cols, 2.1 * rows), squeeze=False,
+                             gridspec_kw={"width_ratios": [0.8, *[1.0] * len(runs)] * per_row})
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i, (panel, image) in enumerate(zip(panels, images, strict=True)):
+        row, col = divmod(i, per_row)
+        col *= 1 + len(runs)
+        ax = axes[row][col]
+        if image is not None:
+            ax.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
+        else:
+            ax.text(0.5, 0.5, "image not\navailable", ha="center", va="center", fontsize=7)
+        ax.set_title(f"true: {panel['true_name']}\n(image {panel['id']})", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for j, run in enumerate(runs):
+            bars = panel["runs"][run]
+            ax = axes[row][col + 1 + j]
+            ax.set_axis_on()
+            colors = [TRUE_COLOR if c == panel["label"] else OTHER_COLOR for c in bars["classes"]]
+            ax.barh(range(len(bars["classes"])), bars["probs"], color=colors)
+            labels = [f"{n} (true)" if c == panel["label"] else n for c, n in zip(bars["classes"], bars["names"],
+                                                                               strict=True)]
+            ax.set_yticks(range(len(labels)), labels, fontsize=6)
+            for tick, c in zip(ax.get_yticklabels(), bars["classes"], strict=True):
+                if c == panel["label"]:
+                    tick.set_color(TRUE_COLOR)
+                    tick.set_fontweight("bold")
+            for k, v in enumerate(bars["probs"]):
+                ax.text(min(v, 1.0) + 0.02, k, f"{v:.2f}", va="center", fontsize=5)
+            ax.invert_yaxis()
+            ax.set_xlim(0, 1.15)
+            ax.tick_params(axis="x", labelsize=5)
+            note = "" if bars["true_rank"] is not None else f"\ntrue class not in top {len(bars['classes'])}: " \
+                                                          f"p = {bars['true_prob']:.3f}"
+            ax.set_title(f"{run}{note}", fontsize=7)
+    if missing and any(image is None for image in images):
+        title = "\n".join([title, *textwrap.wrap(f"Images not shown: {missing}", 160)])
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def probabilities(predictions: Mapping[str, Mapping[str, Any]], path: Path, count: int, title: str = "",
+                  config: Mapping[str, Any] | None = None, classes: Sequence[str] | None = None,
                   top: int = 5) -> Path:
-    """Fig. S6: for each chosen validation image, each run's ``top`` most probable classes (true class in red;
-    classes by index, as the records hold no class names)."""
-    names = list(predictions)
-    chosen = pick_images(predictions[names[0]], predictions[names[1]], count)
-    fig, axes = plt.subplots(len(chosen), len(names), figsize=(3.2 * len(names), 1.5 * len(chosen)), squeeze=False)
-    for row, index in enumerate(chosen):
-        for col, name in enumerate(names):
-            p = predictions[name]["probs"][index].float()
-            label = int(predictions[name]["labels"][index])
-            values, classes = p.topk(min(top, p.numel()))
-            ax = axes[row][col]
-            colors = ["#b03a2e" if int(c) == label else "#3b75af" for c in classes]
-            ax.barh(range(len(classes)), values.tolist(), color=colors)
-            ax.set_yticks(range(len(classes)), [str(int(c)) for c in classes], fontsize=6)
-            ax.invert_yaxis()
-            ax.set_xlim(0, 1)
-            ax.tick_params(axis="x", labelsize=6)
-            ax.set_title(f"{name}: image {int(predictions[name]['ids'][index])}, true class {label}", fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return _save(fig, path)
+    """Fig. S6 (supplement A.5, "Additional samples from ImageNet validation dataset"): validation images
+    beside each run's ``top`` predicted class probabilities, by class name, true class marked.
+
+    ``predictions``: each run's saved ``val_predictions.pt`` (``ids``, ``probs``, ``labels``), by label;
+    ``config``: the runs' record config, from which the images and class names are rebuilt (without it, or
+    without the data set on this machine, the panels say so in place of the image); ``classes``: the
+    class names to show one image of each, in order (the paper's eight; a name must be one of the data
+    set's), else the first ``count`` classes. The images are chosen by :func:`choose_images`.
+    """
+    from classification.data import DatasetNotFound
+
+    first = next(iter(predictions.values()))
+    num_classes = int(first["probs"].shape[1])
+    view, missing = None, "no run config to rebuild them from"
+    if config is not None:
+        try:
+            view = validation_set(config)
+        except DatasetNotFound as err:
+            missing = str(err)
+    names = view.class_names if view is not None else class_names(
+        str((config or {}).get("data", {}).get("name", "")), num_classes)
+    wanted = None
+    if classes:
+        unknown = [c for c in classes if names.count(c) != 1]
+        if unknown:
+            raise ValueError(f"Fig. S6 classes {unknown} are not single class names of this data set "
+                             f"(e.g. {names[:5]}); use the names as torchvision's weights metadata spells them")
+        wanted = [names.index(c) for c in classes]
+    positions = choose_images(first["labels"], count, wanted)
+    panels = probability_panels(predictions, positions, names, top)
+    images: list[np.ndarray | None] = []
+    for panel in panels:
+        if view is None:
+            images.append(None)
+            continue
+        image, target = view.image(panel["id"])
+        if target != panel["label"]:
+            raise ValueError(f"validation image {panel['id']} rebuilt from the run's config has class {target}, "
+                             f"but its saved prediction says {panel['label']}: the data set changed since the run")
+        images.append(image)
+    return _save(draw_probabilities(panels, images, title, missing=missing), path)

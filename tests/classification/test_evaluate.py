@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from classification.config import load_config
-from classification.evaluate import CHECKPOINT
+from classification.runtime import CHECKPOINT
 from classification.trainer import RECORD, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_native_bf16():
     import torch
 
     from classification.config import RuntimeConfig
-    from classification.evaluate import cpu_has_native_bf16, resolve_precision
+    from classification.runtime import cpu_has_native_bf16, resolve_precision
 
     assert cpu_has_native_bf16("processor : 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
     assert cpu_has_native_bf16("flags : fpu amx_bf16 amx_tile\n")
