@@ -18,6 +18,7 @@ from common.losses import (
     tf_kd_reg_loss,
     tf_kd_reg_teacher,
     tf_kd_self_loss,
+    topk_token_loss,
 )
 from common.metrics import (
     CalibrationBins,
@@ -39,7 +40,7 @@ from common.schedules import (
     check_schedule,
     make_schedule,
 )
-from common.sequence_store import SequenceStore, topk_token_loss
+from common.sequence_store import SequenceStore
 from common.targets import one_hot, soften_targets
 
 __all__ = [

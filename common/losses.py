@@ -4,7 +4,9 @@ As in timm's ``loss/cross_entropy.py``, every function takes the targets as (B, 
 trainer that mixes its inputs (CutMix) mixes the targets and calls the same function; the label-taking
 modules (:class:`LabelSmoothingCrossEntropy`, :class:`ClassWiseRegularizer`, :class:`TFKDSelfLoss`,
 :class:`TFKDRegLoss`) only build the targets from labels and call them. Every loss is averaged over the
-batch, as in the papers' equations, unless it reproduces a reference code's reduction.
+batch, as in the papers' equations, unless it reproduces a reference code's reduction. The token losses
+(:func:`pskd_token_loss`, :func:`topk_token_loss`) follow fairseq's ``label_smoothed_nll_loss`` instead:
+(loss, nll_loss), summed over tokens unless ``reduce=False``.
 """
 
 from __future__ import annotations
@@ -29,26 +31,80 @@ def soft_target_cross_entropy(logits: Tensor, targets: Tensor, reduction: str = 
 
 
 def pskd_token_loss(lprobs: Tensor, target: Tensor, past_probs: Tensor, alpha: float, epsilon: float = 0.0,
-                    ignore_index: int | None = None) -> tuple[Tensor, Tensor]:
-    """PS-KD's loss on tokens, summed: H((1 - alpha) y_eps + alpha p_{t-1}, q) (paper, Eq. 4).
+                    ignore_index: int | None = None, reduce: bool = True) -> tuple[Tensor, Tensor]:
+    """PS-KD's loss on tokens: H((1 - alpha) y_eps + alpha p_{t-1}, q) (paper, Eq. 4).
 
     ``lprobs`` (N, V) are the student's log-probabilities, ``target`` (N,) the reference tokens,
     ``past_probs`` (N, V) the previous epoch's probabilities. ``y_eps`` is label smoothing as fairseq
     defines it (1 - eps on the reference, eps / (V - 1) on every other token), so that ``alpha = 0``
     is exactly fairseq's ``label_smoothed_nll_loss``. Cross entropy is linear in the target, so the
     (N, V) target is never built. Positions where ``target == ignore_index`` count zero.
-    Returns (loss, nll_loss), both summed over tokens.
+    Returns (loss, nll_loss): summed over tokens, or with ``reduce=False`` per token in the shape that
+    fairseq's ``label_smoothed_nll_loss`` gives them.
     """
-    target = target.unsqueeze(-1)
-    nll = -lprobs.gather(dim=-1, index=target)
     smooth = -lprobs.sum(dim=-1, keepdim=True)
     soft = -(past_probs.to(lprobs.dtype) * lprobs).sum(dim=-1, keepdim=True)
+    return _token_loss(lprobs, target, smooth, soft, alpha, epsilon, ignore_index, reduce)
+
+
+REMAINDERS = ("uniform", "renormalise")
+
+
+def check_remainder(remainder: str) -> str:
+    """Return ``remainder``, or raise ValueError unless it is one of :data:`REMAINDERS`: where the probability
+    mass outside a stored top-k goes (:func:`topk_token_loss`, :class:`~common.sequence_store.SequenceStore`)."""
+    if remainder not in REMAINDERS:
+        raise ValueError(f"remainder must be one of {REMAINDERS}; got {remainder!r}")
+    return remainder
+
+
+def topk_token_loss(lprobs: Tensor, target: Tensor, past_probs: Tensor, past_tokens: Tensor, alpha: Tensor | float,
+                    epsilon: float = 0.0, ignore_index: int | None = None, remainder: str = "uniform",
+                    reduce: bool = True) -> tuple[Tensor, Tensor]:
+    """PS-KD's token loss (paper, Eq. 4) with a top-k past: H((1 - a) y_eps + a p_{t-1}, q).
+
+    ``lprobs`` (N, V) log-probabilities of the student, ``target`` (N,), ``past_probs`` / ``past_tokens``
+    (N, k) the previous epoch's top-k pairs, ``alpha`` a float or an (N,) per-token weight (0 where a token
+    has no past yet: its target is the smoothed one-hot). ``y_eps`` is fairseq's label smoothing (1 - eps
+    on the reference, eps / (V - 1) elsewhere), as in :func:`pskd_token_loss`. The past is
+    :meth:`~common.sequence_store.SequenceStore.densify`'s: the k entries plus the remainder spread
+    uniformly (r / V on every token), or the k entries renormalised. Cross entropy is linear in the target,
+    so the (N, V) target is never built: H(p, q) = -sum_k p_k log q[t_k] - (r / V) sum_v log q_v.
+    Returns (loss, nll_loss), summed or (``reduce=False``) per token as :func:`pskd_token_loss` does.
+    """
+    check_remainder(remainder)
+    smooth = -lprobs.sum(dim=-1, keepdim=True)
+    past_probs = past_probs.to(lprobs.dtype)
+    total = past_probs.sum(dim=-1, keepdim=True)
+    picked = -lprobs.gather(dim=-1, index=past_tokens.long())
+    if remainder == "renormalise":
+        soft = (past_probs * picked).sum(dim=-1, keepdim=True) / total.clamp_min(torch.finfo(total.dtype).tiny)
+    else:
+        rest = (1.0 - total).clamp_min(0.0) / lprobs.size(-1)
+        soft = (past_probs * picked).sum(dim=-1, keepdim=True) + rest * smooth
+    return _token_loss(lprobs, target, smooth, soft, alpha, epsilon, ignore_index, reduce)
+
+
+def _token_loss(lprobs: Tensor, target: Tensor, smooth: Tensor, soft: Tensor, alpha: Tensor | float, epsilon: float,
+                ignore_index: int | None, reduce: bool) -> tuple[Tensor, Tensor]:
+    """``(1 - alpha) * label-smoothed loss + alpha * soft`` and the nll, per (N, 1) token, pads zeroed, then
+    reduced as fairseq's ``label_smoothed_nll_loss`` does: summed, or left (N, 1) with an ``ignore_index`` and
+    (N,) without one. ``smooth`` is -sum_v log q_v, ``soft`` the cross entropy against the past."""
+    target = target.unsqueeze(-1)
+    nll = -lprobs.gather(dim=-1, index=target)
     if ignore_index is not None:
         pad = target.eq(ignore_index)
         nll, smooth, soft = (t.masked_fill(pad, 0.0) for t in (nll, smooth, soft))
     eps_i = epsilon / (lprobs.size(-1) - 1)
     hard = (1.0 - epsilon - eps_i) * nll + eps_i * smooth
-    return ((1.0 - alpha) * hard + alpha * soft).sum(), nll.sum()
+    if isinstance(alpha, Tensor):
+        alpha = alpha.to(lprobs.dtype).reshape(-1, 1)
+    loss = (1.0 - alpha) * hard + alpha * soft
+    if reduce:
+        return loss.sum(), nll.sum()
+    if ignore_index is None:
+        return loss.squeeze(-1), nll.squeeze(-1)
+    return loss, nll
 
 
 def label_smoothing_targets(labels: Tensor, num_classes: int, epsilon: float) -> Tensor:

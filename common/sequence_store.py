@@ -14,7 +14,8 @@ and k token ids in int16 (vocabulary < 32768) or int32, plus one "written" flag.
 these token rows: ``past_probs`` / ``record`` take and give dense (n, V) rows, so :class:`~common.pskd.PSKD`
 can drive it on a small vocabulary. A translation loss must never build an (n, V) target, so its path is
 the sparse pair :meth:`SequenceStore.past_topk` / :meth:`SequenceStore.record_topk` and
-:func:`topk_token_loss`, which scatters the k entries into the smoothed one-hot inside the cross entropy.
+:func:`~common.losses.topk_token_loss`, which scatters the k entries into the smoothed one-hot inside the cross
+entropy.
 
 The mass outside the top-k (``remainder``): ``"uniform"`` (default) spreads it evenly over the whole
 vocabulary, ``"renormalise"`` rescales the k entries to sum to 1. Uniform is the closer target: its total
@@ -34,10 +35,9 @@ import torch
 from torch import Tensor, nn
 
 from common import distributed as ddp
+from common.losses import check_remainder
 from common.past_predictions import PastPredictions, check_batch, check_indices
 from common.targets import Mix, one_hot
-
-REMAINDERS = ("uniform", "renormalise")
 
 
 def token_dtype(vocab_size: int) -> torch.dtype:
@@ -68,11 +68,9 @@ class SequenceStore(PastPredictions):
             raise ValueError("a sequence store needs the target length (>= 0) of at least one sentence")
         if vocab_size < 2 or not 1 <= topk <= vocab_size:
             raise ValueError(f"need a vocabulary of >= 2 tokens and 1 <= topk <= V; got V={vocab_size}, topk={topk}")
-        if remainder not in REMAINDERS:
-            raise ValueError(f"remainder must be one of {REMAINDERS}; got {remainder!r}")
+        self.remainder = check_remainder(remainder)
         self.num_classes = int(vocab_size)
         self.topk = int(topk)
-        self.remainder = remainder
         self.device = torch.device(device)
         self.lengths = lengths.to(self.device)
         self.offsets = torch.zeros(lengths.numel() + 1, dtype=torch.long, device=self.device)
@@ -174,7 +172,7 @@ class SequenceStore(PastPredictions):
                    mix: Mix | None = None) -> Tensor:
         """Dense (n, V) rows for token rows ``ids`` (see :meth:`token_rows`); an unwritten row answers its
         one-hot ``labels``, as :class:`~common.past_predictions.PredictionStore` does. For small vocabularies
-        and tests: a translation loss uses :meth:`past_topk` and :func:`topk_token_loss`."""
+        and tests: a translation loss uses :meth:`past_topk` and :func:`~common.losses.topk_token_loss`."""
         if ids is None:
             raise ValueError("the sequence store is indexed by token row: pass ids= (SequenceStore.token_rows)")
         if mix is not None:
@@ -225,39 +223,3 @@ class SequenceStore(PastPredictions):
         self.filled.copy_(state["filled"])
         self._first_epoch.fill_(int(state["first_epoch"]))
         self.begin_epoch(self._epoch)
-
-
-def topk_token_loss(lprobs: Tensor, target: Tensor, past_probs: Tensor, past_tokens: Tensor, alpha: Tensor | float,
-                    epsilon: float = 0.0, ignore_index: int | None = None,
-                    remainder: str = "uniform") -> tuple[Tensor, Tensor]:
-    """PS-KD's token loss (paper, Eq. 4) with a top-k past, summed: H((1 - a) y_eps + a p_{t-1}, q).
-
-    ``lprobs`` (N, V) log-probabilities of the student, ``target`` (N,), ``past_probs`` / ``past_tokens``
-    (N, k) the previous epoch's top-k pairs, ``alpha`` a float or an (N,) per-token weight (0 where a token
-    has no past yet: its target is the smoothed one-hot). ``y_eps`` is fairseq's label smoothing (1 - eps
-    on the reference, eps / (V - 1) elsewhere), as in :func:`~common.losses.pskd_token_loss`. The past is
-    ``densify``'s: the k entries plus the remainder spread uniformly (r / V on every token), or the k
-    entries renormalised. Cross entropy is linear in the target, so the (N, V) target is never built:
-    H(p, q) = -sum_k p_k log q[t_k] - (r / V) sum_v log q_v. Returns (loss, nll_loss).
-    """
-    if remainder not in REMAINDERS:
-        raise ValueError(f"remainder must be one of {REMAINDERS}; got {remainder!r}")
-    target = target.unsqueeze(-1)
-    nll = -lprobs.gather(dim=-1, index=target)
-    smooth = -lprobs.sum(dim=-1, keepdim=True)
-    past_probs = past_probs.to(lprobs.dtype)
-    total = past_probs.sum(dim=-1, keepdim=True)
-    picked = -lprobs.gather(dim=-1, index=past_tokens.long())
-    if remainder == "renormalise":
-        soft = (past_probs * picked).sum(dim=-1, keepdim=True) / total.clamp_min(torch.finfo(total.dtype).tiny)
-    else:
-        rest = (1.0 - total).clamp_min(0.0) / lprobs.size(-1)
-        soft = (past_probs * picked).sum(dim=-1, keepdim=True) + rest * smooth
-    if ignore_index is not None:
-        pad = target.eq(ignore_index)
-        nll, smooth, soft = (t.masked_fill(pad, 0.0) for t in (nll, smooth, soft))
-    eps_i = epsilon / (lprobs.size(-1) - 1)
-    hard = (1.0 - epsilon - eps_i) * nll + eps_i * smooth
-    if isinstance(alpha, Tensor):
-        alpha = alpha.to(lprobs.dtype).reshape(-1, 1)
-    return ((1.0 - alpha) * hard + alpha * soft).sum(), nll.sum()
