@@ -27,7 +27,9 @@ Epochs: fairseq counts them from 1; alpha_t = alpha_T * epoch / max_epoch, i.e. 
 schedule (``make_schedule``) at epoch index ``epoch - 1``, reaching alpha_T in the last epoch. Epoch 1
 trains on the (label-smoothed) references only: there is no previous epoch yet. The teacher is a plain
 attribute, not a submodule: it stays out of the optimizer, the checkpoint and DDP. Validation reports
-the label-smoothed loss (no teacher), so that validation losses compare across methods.
+the label-smoothed loss (no teacher), so that validation losses compare across methods. ``reduce=False``
+gives per-token losses on every path, as fairseq's label_smoothed_cross_entropy does. The choices of
+``--pskd-past`` are checked by fairseq's config (``PAST_SOURCES``), not again here.
 """
 
 
@@ -92,8 +94,6 @@ class PSKDCriterion(LabelSmoothedCrossEntropyCriterion):
             self.schedule = make_schedule(pskd_schedule, alpha_T, max_epoch or None)
         except ValueError as err:
             raise ValueError(f"--criterion pskd: {err} (flags: --pskd-schedule, --alpha-T, --max-epoch)") from None
-        if pskd_past not in ("snapshot", "store"):
-            raise ValueError(f"--pskd-past must be 'snapshot' or 'store'; got {pskd_past!r}")
         if pskd_past == "store" and int(pskd_topk) < 1:
             raise ValueError(f"--pskd-topk must be >= 1; got {pskd_topk}")
         self.past_source = str(pskd_past)
@@ -153,7 +153,7 @@ class PSKDCriterion(LabelSmoothedCrossEntropyCriterion):
             if self.dummy_step:  # its loss is multiplied by 0; other ranks' rows still arrive
                 self.store.record_topk(*self.store.empty_rows(next(model.parameters()).device))
                 return super().compute_loss(model, net_output, sample, reduce=reduce)
-            return self._store_loss(model, net_output, sample)
+            return self._store_loss(model, net_output, sample, reduce)
         if not (model.training and self.teacher.ready and self.alpha > 0):
             return super().compute_loss(model, net_output, sample, reduce=reduce)
         lprobs, target = self.get_lprobs_and_target(model, net_output, sample)
@@ -161,11 +161,10 @@ class PSKDCriterion(LabelSmoothedCrossEntropyCriterion):
         past = self.teacher.model.get_normalized_probs(teacher_output, log_probs=False)
         if self.ignore_prefix_size > 0:
             past = past[:, self.ignore_prefix_size:, :]
-        loss, nll_loss = pskd_token_loss(lprobs, target, past.reshape(-1, past.size(-1)), self.alpha, self.eps,
-                                         ignore_index=self.padding_idx)
-        return loss, nll_loss
+        return pskd_token_loss(lprobs, target, past.reshape(-1, past.size(-1)), self.alpha, self.eps,
+                               ignore_index=self.padding_idx, reduce=reduce)
 
-    def _store_loss(self, model, net_output, sample):
+    def _store_loss(self, model, net_output, sample, reduce: bool):
         """Alg. 1 on tokens: read the previous epoch's top-k rows, record this step's, and the loss of Eq. 4
         with the k entries scattered into the smoothed one-hot (never an N x V target)."""
         lprobs, target = self.get_lprobs_and_target(model, net_output, sample)
@@ -179,9 +178,11 @@ class PSKDCriterion(LabelSmoothedCrossEntropyCriterion):
             weight = lprobs.new_zeros(lprobs.size(0))
             probs[flat], tokens[flat], weight[flat] = past_probs, past_tokens, filled.to(lprobs.dtype) * self.alpha
             loss, nll_loss = topk_token_loss(lprobs, target, probs, tokens, weight, self.eps,
-                                             ignore_index=self.padding_idx, remainder=self.store.remainder)
+                                             ignore_index=self.padding_idx, remainder=self.store.remainder,
+                                             reduce=reduce)
         else:  # fairseq's epoch 1: no past yet, exactly fairseq's label smoothing
-            loss, nll_loss = label_smoothed_nll_loss(lprobs, target, self.eps, ignore_index=self.padding_idx)
+            loss, nll_loss = label_smoothed_nll_loss(lprobs, target, self.eps, ignore_index=self.padding_idx,
+                                                     reduce=reduce)
         with torch.no_grad():  # top-k of log-probabilities = top-k of probabilities; pad rows dropped after
             top_lprobs, top_tokens = lprobs.detach().topk(self.topk, dim=-1)
         self.store.record_topk(rows, top_lprobs[flat].exp(), top_tokens[flat])

@@ -1,3 +1,4 @@
+from functools import partial
 from types import SimpleNamespace
 
 import numpy
@@ -6,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 
-from common import pskd_token_loss
-from translation.criterion import PSKDCriterion
+from common import pskd_token_loss, topk_token_loss
+from translation.criterion import PSKDCriterion, PSKDCriterionConfig
 
 PAD = 1
 
@@ -45,6 +46,24 @@ def test_pskd_token_loss_by_hand_with_padding_and_label_smoothing():
     assert nll.item() == pytest.approx(-(lprobs[0, 2] + lprobs[1, 4] + lprobs[3, 0]).item(), rel=1e-6)
 
 
+def test_unreduced_token_losses_have_fairseqs_shapes_and_sum_to_the_reduced():
+    """reduce=False as fairseq's label_smoothed_nll_loss: per token, (N, 1) with an ignore_index, (N,) without."""
+    lprobs, target, past = _batch()
+    top_p, top_t = past.topk(3, dim=-1)
+    for ignore_index in (PAD, None):
+        theirs = label_smoothed_nll_loss(lprobs, target, 0.1, ignore_index=ignore_index, reduce=False)
+        ours = pskd_token_loss(lprobs, target, past, 0.0, 0.1, ignore_index=ignore_index, reduce=False)
+        for a, b in zip(ours, theirs, strict=True):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b)
+        for loss in (partial(pskd_token_loss, lprobs, target, past, 0.6, 0.1, ignore_index),
+                     partial(topk_token_loss, lprobs, target, top_p, top_t, 0.6, 0.1, ignore_index)):
+            per_token, summed = loss(reduce=False), loss()
+            assert per_token[0].shape == per_token[1].shape == theirs[0].shape
+            torch.testing.assert_close(per_token[0].sum(), summed[0])
+            torch.testing.assert_close(per_token[1].sum(), summed[1])
+
+
 class _Task:
     def __init__(self):
         self.target_dictionary = SimpleNamespace(pad=lambda: PAD)
@@ -75,6 +94,46 @@ def test_teacher_is_refreshed_at_every_epoch_start_and_never_registered():
     torch.testing.assert_close(criterion.teacher(x), model(x))
     assert criterion.state_dict() == {} and list(criterion.parameters()) == []
     assert not criterion.teacher.model.training
+
+
+class _TokenModel(torch.nn.Module):
+    """A fairseq-like decoder for the snapshot path: net_output = (logits,) from the previous output tokens."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(6, 6)
+
+    def forward(self, prev_output_tokens):
+        return (self.embed(prev_output_tokens),)
+
+    def get_normalized_probs(self, net_output, log_probs):
+        return F.log_softmax(net_output[0], dim=-1) if log_probs else F.softmax(net_output[0], dim=-1)
+
+    def get_targets(self, sample, net_output):
+        return sample["target"]
+
+
+def test_snapshot_path_honours_reduce_false_with_per_token_losses():
+    torch.manual_seed(0)
+    task, model = _Task(), _TokenModel()
+    criterion = PSKDCriterion(task, False, 0.1, alpha_T=0.6, max_epoch=3)
+    task.begin_epoch(1, model)
+    task.begin_epoch(2, model)  # alpha_t 0.4, the snapshot taken now
+    with torch.no_grad():
+        model.embed.weight.add_(torch.randn(6, 6))
+    target = torch.tensor([[2, 4, 3], [5, PAD, PAD]])
+    sample = {"net_input": {"prev_output_tokens": torch.tensor([[0, 2, 4], [0, 5, PAD]])}, "target": target,
+              "ntokens": 4}
+    loss, sample_size, log = criterion(model, sample, reduce=False)
+    assert loss.shape == (6, 1) and sample_size == 4 and log["pskd_alpha"] == pytest.approx(0.4 * 4)
+    with torch.no_grad():
+        student = F.log_softmax(model(**sample["net_input"])[0], dim=-1).view(-1, 6)
+        past = F.softmax(criterion.teacher.model(**sample["net_input"])[0], dim=-1).view(-1, 6)
+    for n, t in enumerate(target.view(-1).tolist()):  # the target of Eq. 4, token by token
+        y = torch.full((6,), 0.1 / 5).index_fill(0, torch.tensor([t]), 0.9)
+        expected = 0.0 if t == PAD else -((0.6 * y + 0.4 * past[n]) * student[n]).sum()
+        assert loss[n, 0].detach().item() == pytest.approx(float(expected), abs=1e-6)
+    torch.testing.assert_close(criterion(model, sample)[0], loss.sum())
 
 
 def test_linear_schedule_needs_max_epoch_and_alpha_is_checked():
@@ -146,12 +205,12 @@ def _store_criterion(task, alpha_T=0.6, save_dir="/nonexistent"):
 BATCHES = [[2, 0], [3, 1]]
 
 
-def _epoch(task, model, criterion, epoch, seed):
+def _epoch(task, model, criterion, epoch, seed, reduce=True):
     task.begin_epoch(epoch, model)
     out = []
     for b, ids in enumerate(BATCHES):
         sample, net_output = _sample(ids, seed + b)
-        out.append((sample, net_output, criterion.compute_loss(model, net_output, sample)))
+        out.append((sample, net_output, criterion.compute_loss(model, net_output, sample, reduce=reduce)))
     return out
 
 
@@ -190,6 +249,23 @@ def test_store_epoch_two_targets_are_the_top_k_rows_of_epoch_one():
         torch.testing.assert_close(loss, expected)
 
 
+def test_store_path_honours_reduce_false_in_both_epochs():
+    """Epoch 1 (fairseq's label smoothing) and epoch 2 (the stored top-k) give per-token (N, 1) losses, pads 0,
+    that sum to what the same run gives with reduce=True."""
+    model = _LogitModel()
+    runs = {}
+    for reduce in (True, False):
+        task = _StoreTask()
+        criterion = _store_criterion(task)
+        runs[reduce] = _epoch(task, model, criterion, 1, seed=10, reduce=reduce) + _epoch(
+            task, model, criterion, 2, seed=20, reduce=reduce)
+    for (sample, _, summed), (_, _, per_token) in zip(runs[True], runs[False], strict=True):
+        pad = sample["target"].reshape(-1, 1).eq(PAD)
+        for a, b in zip(summed, per_token, strict=True):
+            assert b.shape == pad.shape and bool((b[pad] == 0).all())
+            torch.testing.assert_close(b.sum(), a)
+
+
 def test_store_resumes_from_the_task_state_of_the_checkpoint(tmp_path):
     task, model = _StoreTask(), _LogitModel()
     criterion = _store_criterion(task, save_dir=tmp_path)
@@ -211,9 +287,20 @@ def test_store_resumes_from_the_task_state_of_the_checkpoint(tmp_path):
         other_task.begin_epoch(2, model)
 
 
+def test_pskd_past_is_checked_once_by_fairseqs_config(capsys):
+    import argparse
+
+    from fairseq.dataclass.utils import gen_parser_from_dataclass
+
+    parser = argparse.ArgumentParser()
+    gen_parser_from_dataclass(parser, PSKDCriterionConfig())
+    assert parser.parse_args(["--pskd-past", "store"]).pskd_past == "store"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--pskd-past", "table"])
+    assert "invalid choice: 'table'" in capsys.readouterr().err
+
+
 def test_store_flags_are_checked():
-    with pytest.raises(ValueError, match="--pskd-past must be"):
-        PSKDCriterion(_Task(), False, 0.1, alpha_T=0.8, max_epoch=3, pskd_past="table")
     with pytest.raises(ValueError, match="--pskd-topk must be >= 1"):
         PSKDCriterion(_Task(), False, 0.1, alpha_T=0.8, max_epoch=3, pskd_past="store", pskd_topk=0)
     task = _StoreTask()
