@@ -49,6 +49,26 @@ def test_pskd_cls_loss_by_hand_with_background_and_an_ignored_roi():
     assert loss(scores, labels, weights, avg_factor=3.0, past=past, alpha=0.0).item() == pytest.approx(ce, rel=1e-5)
 
 
+def test_pskd_cls_loss_takes_mmdets_bbox_head_call_and_refuses_any_other_argument():
+    """Called by mmdet's own ``BBoxHead.loss`` it is mmdet's cross entropy, for every reduction that head passes;
+    an argument it would not honour (mmdet's CrossEntropyLoss takes ``ignore_index``) is refused by name."""
+    from mmdet.registry import MODELS
+
+    heads = {name: MODELS.build(dict(type="Shared2FCBBoxHead", in_channels=4, fc_out_channels=8, roi_feat_size=2,
+                                     num_classes=3, loss_cls=dict(type=name, loss_weight=2.0)))
+             for name in ("PSKDClsLoss", "CrossEntropyLoss")}
+    scores = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2, 3, 3, 1])  # 3 is the background
+    weights = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 1.0])
+    for reduction in (None, "mean", "none"):  # mmdet refuses "sum" with the avg_factor its head passes
+        ours, mmdets = (head.loss(scores, None, None, labels, weights, None, None, reduction_override=reduction)
+                        for head in heads.values())
+        torch.testing.assert_close(ours["loss_cls"], mmdets["loss_cls"])
+    loss = heads["PSKDClsLoss"].loss_cls
+    with pytest.raises(TypeError, match="unexpected keyword argument 'ignore_index'"):
+        loss(scores, labels, weights, avg_factor=5.0, ignore_index=-100)
+
+
 def _demo_model():
     from mmdet.registry import MODELS
     from mmengine.config import Config
