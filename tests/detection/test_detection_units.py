@@ -2,6 +2,7 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -67,6 +68,56 @@ def test_pskd_cls_loss_takes_mmdets_bbox_head_call_and_refuses_any_other_argumen
     loss = heads["PSKDClsLoss"].loss_cls
     with pytest.raises(TypeError, match="unexpected keyword argument 'ignore_index'"):
         loss(scores, labels, weights, avg_factor=5.0, ignore_index=-100)
+
+
+def _voc_results(n_images=6, n_classes=3, seed=0):
+    """What VOCMetric.process collects: (annotation, per-class (n, 5) detections) per image."""
+    rng = np.random.default_rng(seed)
+    results = []
+    for _ in range(n_images):
+        corners = rng.uniform(0, 60, (4, 2))
+        boxes = np.hstack([corners, corners + rng.uniform(10, 40, (4, 2))]).astype(np.float32)
+        labels = rng.integers(0, n_classes, 4)
+        ann = dict(bboxes=boxes, labels=labels, bboxes_ignore=np.zeros((0, 4), np.float32),
+                   labels_ignore=np.zeros(0, np.int64))
+        dets = []
+        for c in range(n_classes):
+            kept = boxes[labels == c] + rng.normal(0, 4, (int((labels == c).sum()), 4)).astype(np.float32)
+            extra = np.hstack([rng.uniform(0, 60, (2, 2)), rng.uniform(70, 100, (2, 2))]).astype(np.float32)
+            found = np.vstack([kept, extra])
+            dets.append(np.hstack([found, rng.uniform(0, 1, (len(found), 1)).astype(np.float32)]))
+        results.append((ann, dets))
+    return results
+
+
+@pytest.mark.parametrize("iou_thrs", [0.5, [0.5, 0.75]])
+def test_per_class_voc_metric_runs_eval_map_once_per_threshold_and_agrees_with_mmdet(monkeypatch, iou_thrs):
+    from mmdet.evaluation.functional import eval_map
+    from mmdet.evaluation.metrics import VOCMetric, voc_metric
+
+    import detection.metrics as ours
+
+    classes = ("apple", "pear", "plum")
+    results = _voc_results()
+    metric, mmdets = ours.PerClassVOCMetric(iou_thrs=iou_thrs), VOCMetric(iou_thrs=iou_thrs)
+    metric.dataset_meta = mmdets.dataset_meta = {"classes": classes}
+    expected = mmdets.compute_metrics(results)
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["iou_thr"])
+        return eval_map(*args, **kwargs)
+
+    for module in (ours, voc_metric):  # ours, and mmdet's VOCMetric should ours call it
+        monkeypatch.setattr(module, "eval_map", counted)
+    got = metric.compute_metrics(results)
+    thresholds = iou_thrs if isinstance(iou_thrs, list) else [iou_thrs]
+    assert calls == thresholds
+    assert {k: got[k] for k in expected} == dict(expected) and next(iter(got)) == "mAP"
+    _, per_class = eval_map([d for _, d in results], [a for a, _ in results], iou_thr=thresholds[0],
+                            dataset=list(classes), logger="silent", eval_mode="11points", use_legacy_coordinate=True)
+    assert [got[f"AP_{c}"] for c in classes] == [round(float(r["ap"]) * 100, 2) for r in per_class]
+    assert got["mAP_percent"] == round(expected["mAP"] * 100, 2)
 
 
 def _demo_model():
