@@ -56,7 +56,12 @@ def host_info() -> dict[str, Any]:
 
 
 class RunRecord:
-    """Builder of one run's record; :meth:`write` saves it atomically (it may be called every epoch)."""
+    """Builder of one run's record; :meth:`write` saves it atomically (it may be called every epoch).
+
+    ``wall_time_s`` counts from ``started``, a :func:`time.monotonic` reading taken when the run began
+    (default: now). A host that builds the record only once its run is over, as detection does after
+    mmengine's Runner returns, passes the reading it took before the run.
+    """
 
     def __init__(
         self,
@@ -65,8 +70,9 @@ class RunRecord:
         seed: int | None,
         labels: dict[str, str] | None = None,
         reference: dict[str, Any] | None = None,
+        started: float | None = None,
     ) -> None:
-        self._start = time.monotonic()
+        self._start = time.monotonic() if started is None else started
         self.data: dict[str, Any] = {
             "kind": RECORD_KIND,
             "schema": SCHEMA_VERSION,

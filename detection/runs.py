@@ -62,10 +62,11 @@ def default_row(cfg: Config, config: str) -> str:
     return "ps_kd_head" if any(h.get("type") == "PSKDHook" for h in cfg.get("custom_hooks", [])) else "baseline"
 
 
-def write_record(cfg: Config, metrics: dict[str, float], config: str, wall: float, row: str | None = None) -> Path:
+def write_record(cfg: Config, metrics: dict[str, float], config: str, started: float, row: str | None = None) -> Path:
     """``record.json`` in the work dir: per-class AP and mAP (%), labelled by ``row`` (one of :data:`ROWS`;
-    :func:`default_row` when not given). VOC runs point at their published row: Table S3's, or mmdet's
-    own number for :data:`MMDET_BASELINE_ROW`; a data set of the user's own classes at none."""
+    :func:`default_row` when not given), its wall time counted from ``started`` (the :func:`time.monotonic`
+    reading taken before the Runner was built). VOC runs point at their published row: Table S3's, or
+    mmdet's own number for :data:`MMDET_BASELINE_ROW`; a data set of the user's own classes at none."""
     method = row or default_row(cfg, config)
     classes = cfg.val_dataloader.dataset.get("metainfo", {}).get("classes")
     reference = None
@@ -74,10 +75,9 @@ def write_record(cfg: Config, metrics: dict[str, float], config: str, wall: floa
                                                                                     "path": [method]}
     seed = cfg.get("randomness", {}).get("seed")
     record = RunRecord(Path(config).stem, {"config": config, "text": cfg.pretty_text}, seed,
-                       labels={"config": Path(config).stem, "method": method}, reference=reference)
+                       labels={"config": Path(config).stem, "method": method}, reference=reference, started=started)
     final = {k.split("/")[-1]: v for k, v in metrics.items()}
     final = {("map" if k == "mAP_percent" else k.removeprefix("AP_")): v for k, v in final.items()
              if k.startswith("AP_") or k == "mAP_percent"}
     record.finish(final)
-    record.data["wall_time_s"] = wall
     return record.write(Path(cfg.work_dir) / "record.json")

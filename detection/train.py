@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     runner.train()
     metrics = runner.test()
     if runner.rank == 0:
-        print(f"record: {write_record(cfg, metrics, args.config, time.monotonic() - start, args.row)}")
+        print(f"record: {write_record(cfg, metrics, args.config, start, args.row)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import time
 
 import pytest
 import torch
@@ -32,6 +33,17 @@ def test_record_holds_config_seed_commit_host_epochs_and_is_valid_json(tmp_path)
     assert set(data["git"]) == {"commit", "dirty"} and "device" in data["host"]
     assert data["epochs"] == [{"epoch": 0, "train_loss": 2.0, "top1_err": 25.0}]
     assert data["wall_time_s"] >= 0 and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_wall_time_counts_from_the_start_the_host_gives(tmp_path):
+    """A host that builds its record after the run (detection) passes the monotonic reading taken before it;
+    every write measures from there, not from the record's creation."""
+    record = RunRecord(name="r", config={}, seed=0, started=time.monotonic() - 5.0)
+    first = json.loads(record.write(tmp_path / "a.record.json").read_text())["wall_time_s"]
+    assert 5.0 <= first < 60.0
+    assert json.loads(record.write(tmp_path / "a.record.json").read_text())["wall_time_s"] >= first
+    now = RunRecord(name="r", config={}, seed=0)  # default: the run starts with its record
+    assert json.loads(now.write(tmp_path / "b.record.json").read_text())["wall_time_s"] < 5.0
 
 
 def test_atomic_write_keeps_the_old_file_when_serialisation_fails(tmp_path):

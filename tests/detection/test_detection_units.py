@@ -1,3 +1,5 @@
+import json
+import time
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -118,6 +120,19 @@ def test_per_class_voc_metric_runs_eval_map_once_per_threshold_and_agrees_with_m
                             dataset=list(classes), logger="silent", eval_mode="11points", use_legacy_coordinate=True)
     assert [got[f"AP_{c}"] for c in classes] == [round(float(r["ap"]) * 100, 2) for r in per_class]
     assert got["mAP_percent"] == round(expected["mAP"] * 100, 2)
+
+
+def test_record_wall_time_is_the_runs_from_the_given_start(tmp_path):
+    """detection.train takes its monotonic reading before building the Runner and writes the record after
+    training: the record's wall time is the run's, not the few ms of writing it."""
+    from mmengine.config import Config
+
+    from detection.runs import write_record
+
+    cfg = Config.fromfile(str(CONFIGS / "demo_faster-rcnn_r18_synthetic_pskd.py"))
+    cfg.work_dir = str(tmp_path)
+    path = write_record(cfg, {"pascal_voc/mAP_percent": 1.0}, "demo.py", started=time.monotonic() - 7.0)
+    assert 7.0 <= json.loads(path.read_text())["wall_time_s"] < 60.0
 
 
 def _demo_model():
@@ -416,7 +431,7 @@ def test_report_carries_mmdets_published_baseline_beside_the_paper_rows(tmp_path
                                ("faster-rcnn_r152_fpn_voc07.py", "ps_kd", 79.0)):
         cfg = Config.fromfile(str(CONFIGS / name))
         cfg.work_dir = str(tmp_path / "runs" / name)
-        write_record(cfg, {**metrics, "pascal_voc/mAP_percent": mean_ap}, str(CONFIGS / name), 1.0, row)
+        write_record(cfg, {**metrics, "pascal_voc/mAP_percent": mean_ap}, str(CONFIGS / name), time.monotonic(), row)
     markdown, _ = build(tmp_path / "runs", tmp_path / "table")
     rows = {line.split(" | ")[0].strip("| "): line for line in markdown.read_text().splitlines()[2:] if "|" in line}
     assert rows["mmdet_r50_voc0712"].rstrip(" |").endswith("79.90 | 80.40 | -0.50")
