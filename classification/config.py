@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from common import SCHEDULE_KINDS
+from common import DEFAULT_ALPHA_T, SCHEDULE_KINDS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -57,7 +57,7 @@ class RegularizerConfig:
 class MethodConfig:
     name: str = "baseline"
     epsilon: float = 0.1
-    alpha_T: float = 0.8
+    alpha_T: float = DEFAULT_ALPHA_T
     schedule: str = "linear"
     past: str = "store"
     store_dtype: str = "float32"

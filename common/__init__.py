@@ -32,6 +32,7 @@ from common.metrics import (
 from common.past_predictions import PastPredictions, PredictionStore, SnapshotTeacher
 from common.pskd import PSKD
 from common.schedules import (
+    DEFAULT_ALPHA_T,
     SCHEDULE_KINDS,
     AlphaSchedule,
     FixedAlpha,
@@ -44,6 +45,7 @@ from common.sequence_store import SequenceStore
 from common.targets import one_hot, soften_targets
 
 __all__ = [
+    "DEFAULT_ALPHA_T",
     "PSKD",
     "SCHEDULE_KINDS",
     "AlphaSchedule",

@@ -17,6 +17,10 @@ import math
 from abc import ABC, abstractmethod
 
 SCHEDULE_KINDS = ("linear", "fixed")
+#: alpha_T where a run does not choose one: the paper's setting (common/reference/paper_tables.yaml,
+#: ``hyperparameters.ps_kd``).
+#: The default of every adapter: classification's method config, the fairseq criterion, the detection RoI head.
+DEFAULT_ALPHA_T = 0.8
 
 
 def check_alpha(value: float, name: str = "alpha") -> float:

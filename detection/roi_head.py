@@ -16,7 +16,7 @@ from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox2roi
 
-from common import SnapshotTeacher, check_schedule, make_schedule
+from common import DEFAULT_ALPHA_T, SnapshotTeacher, check_schedule, make_schedule
 from detection.loss import PSKDClsLoss
 
 
@@ -25,12 +25,13 @@ class PSKDRoIHead(StandardRoIHead):
     """``StandardRoIHead`` plus PS-KD in the RoI classifier.
 
     Args:
-        alpha_T: alpha_t at the last epoch (linear schedule) or at every epoch (fixed), in [0, 1].
+        alpha_T: alpha_t at the last epoch (linear schedule) or at every epoch (fixed), in [0, 1]; common's
+            DEFAULT_ALPHA_T unless the config chooses another.
         schedule: one of ``common.SCHEDULE_KINDS``; the run length comes from the runner at each epoch.
         *args, **kwargs: ``StandardRoIHead``'s; ``bbox_head.loss_cls`` must be ``PSKDClsLoss``.
     """
 
-    def __init__(self, *args, alpha_T: float = 0.8, schedule: str = "linear", **kwargs) -> None:
+    def __init__(self, *args, alpha_T: float = DEFAULT_ALPHA_T, schedule: str = "linear", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if not (self.with_bbox and isinstance(self.bbox_head.loss_cls, PSKDClsLoss)):
             raise TypeError("PSKDRoIHead needs bbox_head=dict(loss_cls=dict(_delete_=True, type='PSKDClsLoss')): "

@@ -48,7 +48,15 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 from omegaconf import II
 
-from common import SCHEDULE_KINDS, SequenceStore, SnapshotTeacher, make_schedule, pskd_token_loss, topk_token_loss
+from common import (
+    DEFAULT_ALPHA_T,
+    SCHEDULE_KINDS,
+    SequenceStore,
+    SnapshotTeacher,
+    make_schedule,
+    pskd_token_loss,
+    topk_token_loss,
+)
 
 SCHEDULES = ChoiceEnum(list(SCHEDULE_KINDS))
 PAST_SOURCES = ChoiceEnum(["snapshot", "store"])
@@ -59,7 +67,7 @@ TASK_STATE_KEY = "pskd_sequence_store"
 @dataclass
 class PSKDCriterionConfig(LabelSmoothedCrossEntropyCriterionConfig):
     alpha_T: float = field(
-        default=0.8,
+        default=DEFAULT_ALPHA_T,
         metadata={"help": "PS-KD: weight of the previous epoch's prediction in the target at the last epoch "
                           "(linear growth), or at every epoch with --pskd-schedule fixed; in [0, 1]"},
     )

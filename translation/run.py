@@ -9,8 +9,8 @@ parallel`` makes both directions of a user's language pair). fairseq-train write
 ``<run dir>/tb`` (``--tensorboard-logdir``), beside the run's record.
 
 Methods (names of common.methods): ``baseline`` (fairseq's cross_entropy), ``ls``
-(label_smoothed_cross_entropy, 0.1) and ``ps_kd`` (this package's ``--criterion pskd``: PS-KD with alpha_T 0.8
-on top of label smoothing 0.1). Profiles: ``paper``
+(label_smoothed_cross_entropy, 0.1) and ``ps_kd`` (this package's ``--criterion pskd``: PS-KD with common's
+DEFAULT_ALPHA_T, the criterion's default, on top of label smoothing 0.1). Profiles: ``paper``
 (transformer_iwslt_de_en with fairseq's IWSLT recipe: Adam (0.9, 0.98), lr 5e-4, inverse-sqrt warm-up
 4000, dropout 0.3, weight decay 1e-4, 4096 tokens per batch, 50 epochs, shared decoder embeddings),
 ``demo`` and ``smoke`` (small Transformers on the CPU). Generation: beam 5, BPE removed, every test
@@ -46,7 +46,7 @@ from translation.prepare import PAPER_PAIRS, format_counts, normalise_punctuatio
 CRITERIA = {
     "baseline": ["--criterion", "cross_entropy"],
     "ls": ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"],
-    "ps_kd": ["--criterion", "pskd", "--label-smoothing", "0.1", "--alpha-T", "0.8"],
+    "ps_kd": ["--criterion", "pskd", "--label-smoothing", "0.1"],  # alpha_T: the criterion's default
 }
 METHODS = method_names(CRITERIA)
 COMMON = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr-scheduler", "inverse_sqrt",

@@ -3,7 +3,6 @@ _base_ = './demo_faster-rcnn_r18_synthetic.py'
 model = dict(
     roi_head=dict(
         type='PSKDRoIHead',
-        alpha_T=0.8,
         schedule='linear',
         bbox_head=dict(loss_cls=dict(_delete_=True, type='PSKDClsLoss', loss_weight=1.0))))
 custom_hooks = [dict(type='PSKDHook')]
