@@ -1,5 +1,8 @@
 """Tables built from run records: mean ± std over seeds, the paper's value and our difference to it.
 
+:func:`markdown_table` is the one Markdown table renderer of the suite: every table that a report, a
+search or an adapter's ``table`` command prints goes through it.
+
 Cells hold each record's ``final`` metrics (the last epoch). Where records also hold a ``best`` epoch
 (classification: the epoch of lowest top-1 error, :meth:`common.records.RunRecord.mark_best`), the CSV
 adds its metrics (``best_<metric>_mean`` / ``_std``) and the epochs (``best_epoch``, one per seed).
@@ -12,7 +15,7 @@ import io
 import math
 import os
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,9 @@ class Cell:
 
 
 @dataclass
-class Row:
+class SummaryRow:
+    """One row of a results table: its labels, the seeds it holds and, per metric, the cell over those seeds."""
+
     labels: dict[str, str]
     seeds: list[Any]
     cells: dict[str, Cell] = field(default_factory=dict)
@@ -54,17 +59,17 @@ class Row:
 
 
 def build_rows(records: Sequence[dict[str, Any]], group_by: Sequence[str],
-               columns: Sequence[str] = CLASSIFICATION_COLUMNS) -> list[Row]:
+               columns: Sequence[str] = CLASSIFICATION_COLUMNS) -> list[SummaryRow]:
     """One row per distinct ``labels[group_by]``, in order of first appearance; values from ``final``,
     and from ``best`` where a record has one."""
-    rows: dict[tuple[str, ...], Row] = {}
+    rows: dict[tuple[str, ...], SummaryRow] = {}
     for record in records:
         labels = record.get("labels", {})
         missing = [k for k in group_by if k not in labels]
         if missing:
             raise ValueError(f"record {record.get('_path', record.get('name'))} has no label {missing}")
         key = tuple(str(labels[k]) for k in group_by)
-        row = rows.setdefault(key, Row(labels=dict(zip(group_by, key, strict=True)), seeds=[]))
+        row = rows.setdefault(key, SummaryRow(labels=dict(zip(group_by, key, strict=True)), seeds=[]))
         row.seeds.append(record.get("seed"))
         reference = record.get("reference") or {}
         paper = paper_values(reference["table"], reference["path"]) if reference else {}
@@ -91,7 +96,16 @@ def _fmt(value: float | None, digits: int, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def to_markdown(rows: Sequence[Row], columns: Sequence[str] = CLASSIFICATION_COLUMNS, digits: int = 2) -> str:
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table: ``header``, then one line per row (cells through ``str``), newline-terminated."""
+
+    def line(cells: Sequence[Any]) -> str:
+        return "| " + " | ".join(str(c) for c in cells) + " |"
+
+    return "\n".join([line(header), "|" + "---|" * len(header), *(line(r) for r in rows)]) + "\n"
+
+
+def to_markdown(rows: Sequence[SummaryRow], columns: Sequence[str] = CLASSIFICATION_COLUMNS, digits: int = 2) -> str:
     """Markdown table: each metric as ``mean ± std`` (ours), then the paper's value and ours minus it."""
     if not rows:
         return "_no finished runs_\n"
@@ -101,7 +115,7 @@ def to_markdown(rows: Sequence[Row], columns: Sequence[str] = CLASSIFICATION_COL
     for c in columns:
         title = COLUMN_TITLES.get(c, c)
         header += [title, "paper", "Δ"] if c in with_paper else [title]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    body = []
     for row in rows:
         out = [row.labels[k] for k in label_keys] + [str(len(row.seeds))]
         for c in columns:
@@ -110,11 +124,11 @@ def to_markdown(rows: Sequence[Row], columns: Sequence[str] = CLASSIFICATION_COL
             out.append(ours)
             if c in with_paper:
                 out += [_fmt(cell.paper, digits), _fmt(cell.delta, digits, signed=True)]
-        lines.append("| " + " | ".join(out) + " |")
-    return "\n".join(lines) + "\n"
+        body.append(out)
+    return markdown_table(header, body)
 
 
-def to_csv(rows: Sequence[Row], columns: Sequence[str] = CLASSIFICATION_COLUMNS) -> str:
+def to_csv(rows: Sequence[SummaryRow], columns: Sequence[str] = CLASSIFICATION_COLUMNS) -> str:
     """CSV with full precision: per metric ``_mean``, ``_std``, ``_paper`` and ``_delta`` columns (last
     epoch); when any record has a best epoch, ``best_epoch`` (seeds joined by ``;``) and per metric
     ``best_<metric>_mean`` and ``_std``."""
@@ -142,12 +156,12 @@ def to_csv(rows: Sequence[Row], columns: Sequence[str] = CLASSIFICATION_COLUMNS)
 
 def write_table(records: Sequence[dict[str, Any]], out_stem: str | os.PathLike, group_by: Sequence[str],
                 columns: Sequence[str] = CLASSIFICATION_COLUMNS, title: str | None = None,
-                caption: str | None = None) -> tuple[Path, Path]:
-    """Write ``<out_stem>.md`` (``title``, then ``caption``, then the table) and ``<out_stem>.csv`` for
-    ``records``; return both paths."""
+                caption: str | None = None, notes: Sequence[str] = ()) -> tuple[Path, Path]:
+    """Write ``<out_stem>.md`` (``title``, then ``caption``, then the table, then each of ``notes`` as a
+    paragraph) and ``<out_stem>.csv`` for ``records``; return both paths."""
     rows = build_rows(records, group_by, columns)
     stem = Path(out_stem)
     heading = (f"### {title}\n\n" if title else "") + (f"{caption}\n\n" if caption else "")
-    markdown = heading + to_markdown(rows, columns)
+    markdown = heading + to_markdown(rows, columns) + "".join(f"\n{note}\n" for note in notes)
     return (atomic_write_text(stem.with_suffix(".md"), markdown),
             atomic_write_text(stem.with_suffix(".csv"), to_csv(rows, columns)))

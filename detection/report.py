@@ -14,24 +14,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common.io import atomic_write_text
 from common.records import load_records
 from common.reference import reference_note
-from common.tables import build_rows, to_csv, to_markdown
+from common.tables import write_table
 
 
 def build(records_dir: str | Path, out_stem: str | Path, title: str = "") -> tuple[Path, Path]:
+    """``<out_stem>.md`` and ``.csv``: one row per method, its classes' AP then mAP, and a note under the table
+    for each row whose paper column is not the PS-KD paper's."""
     records = load_records(records_dir)
     if not records:
         raise FileNotFoundError(f"no finished detection records under {records_dir}")
     columns = [k for k in records[0]["final"] if k != "map"] + ["map"]
-    rows = build_rows(records, ["method"], columns)
-    markdown = (f"### {title}\n\n" if title else "") + to_markdown(rows, columns)
     notes = {r["labels"]["method"]: reference_note(r.get("reference")) for r in records}
-    markdown += "".join(f"\nRow {row}: {note}.\n" for row, note in notes.items() if note)
-    stem = Path(out_stem)
-    return (atomic_write_text(stem.with_suffix(".md"), markdown),
-            atomic_write_text(stem.with_suffix(".csv"), to_csv(rows, columns)))
+    return write_table(records, out_stem, ["method"], columns, title=title or None,
+                       notes=[f"Row {row}: {note}." for row, note in notes.items() if note])
 
 
 def main() -> None:

@@ -215,8 +215,8 @@ def paper_bleu() -> str:
                       for method in methods)
 
 
-def table_notes(records: list[dict]) -> str:
-    """What the table's columns are, and the corpus counts beside the paper's (printed under the table)."""
+def table_notes(records: list[dict]) -> list[str]:
+    """What the table's columns are, and the corpus counts beside the paper's: paragraphs under the table."""
     signatures = sorted({r["final"]["signature"] for r in records if r.get("final", {}).get("signature")})
     notes = [
         "BLEU: fairseq-generate's tokenised BLEU4 (--scoring bleu on the Moses-tokenised, BPE-removed output "
@@ -232,15 +232,14 @@ def table_notes(records: list[dict]) -> str:
             continue
         summary = {"pairs": json.loads(key), "paper_pairs": record["corpus"].get("paper_pairs", PAPER_PAIRS)}
         notes.append(f"Corpus ({record['config']['data']}):\n\n```\n{format_counts(summary, dropped=False)}\n```")
-    return "\n\n".join(notes) + "\n"
+    return notes
 
 
 def table(runs: Path, out: Path) -> tuple[Path, Path]:
     records = load_records(runs)
-    markdown, csv = write_table(records, out, ["direction", "method"], columns=("bleu", "sacrebleu"),
-                                title="IWSLT-style BLEU-4: tokenised (fairseq) and detokenised (sacrebleu)")
-    atomic_write_text(markdown, markdown.read_text() + "\n" + table_notes(records))
-    return markdown, csv
+    return write_table(records, out, ["direction", "method"], columns=("bleu", "sacrebleu"),
+                       title="IWSLT-style BLEU-4: tokenised (fairseq) and detokenised (sacrebleu)",
+                       notes=table_notes(records))
 
 
 def main(argv: list[str] | None = None) -> None:

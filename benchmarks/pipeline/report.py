@@ -19,7 +19,7 @@ from benchmarks.pipeline.plan import Plan, Row
 from benchmarks.pipeline.specs import REPO, Spec
 from common.io import atomic_write_text
 from common.reference import paper_tables, reference_note
-from common.tables import CLASSIFICATION_COLUMNS, build_rows, to_csv, to_markdown
+from common.tables import CLASSIFICATION_COLUMNS, build_rows, markdown_table, to_csv, to_markdown
 
 LOG_TAIL_LINES = 25
 
@@ -80,7 +80,7 @@ def render_search(plan: Plan, spec: Spec, out: Path) -> list[str]:
     beside the best of the paper's trials."""
     columns = list(spec.columns or CLASSIFICATION_COLUMNS)
     header = ["method", "trial", "params", "seeds", *columns, "best"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    trial_rows: list[list[str]] = []
     csv_lines = [",".join(header)]
     best_of: dict[str, dict[str, float]] = {}
     by_method: dict[str, list[tuple[Row, dict[str, float]]]] = {}
@@ -96,19 +96,16 @@ def render_search(plan: Plan, spec: Spec, out: Path) -> list[str]:
         for row, means in trials:
             params = " ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in row.params.items()) or "-"
             mark = "**best**" if row is best[0] and len(trials) > 1 else ""
-            cells = [method, row.values.get("trial", "-"), params, str(len(row.runs)),
-                     *(f"{means[c]:.2f}" for c in columns), mark]
-            lines.append("| " + " | ".join(cells) + " |")
+            trial_rows.append([method, row.values.get("trial", "-"), params, str(len(row.runs)),
+                               *(f"{means[c]:.2f}" for c in columns), mark])
             csv_lines.append(",".join([method, row.values.get("trial", ""), params.replace(",", ";"),
                                        str(len(row.runs)), *(repr(means[c]) for c in columns),
                                        "best" if mark else ""]))
-    if len(lines) == 2:
+    if not trial_rows:
         return ["_no finished runs yet_", ""]
     atomic_write_text(out / "tables" / f"{spec.id}.csv", "\n".join(csv_lines) + "\n")
     paper = paper_tables().get((spec.paper or {}).get("table", ""), {})
-    compare = ["", "Best trial per method, ours against the paper's best trial (lowest top-1 error):", "",
-               "| method | " + " | ".join(f"{c} | paper | Δ" for c in columns) + " |",
-               "|---|" + "---|" * (3 * len(columns))]
+    compare_rows = []
     for method, ours in best_of.items():
         entries = paper.get(method)
         entries = entries if isinstance(entries, list) else [entries] if isinstance(entries, dict) else []
@@ -119,8 +116,11 @@ def render_search(plan: Plan, spec: Spec, out: Path) -> list[str]:
                 cells += [f"{ours[c]:.2f}", "", ""]
             else:
                 cells += [f"{ours[c]:.2f}", f"{best_paper[i]:.2f}", f"{ours[c] - best_paper[i]:+.2f}"]
-        compare.append("| " + " | ".join(cells) + " |")
-    return [*lines, *compare, "", f"CSV: `tables/{spec.id}.csv`", ""]
+        compare_rows.append(cells)
+    compare_header = ["method", *(h for c in columns for h in (c, "paper", "Δ"))]
+    return [markdown_table(header, trial_rows),
+            "Best trial per method, ours against the paper's best trial (lowest top-1 error):", "",
+            markdown_table(compare_header, compare_rows), f"CSV: `tables/{spec.id}.csv`", ""]
 
 
 def _source_rows(plan: Plan, spec_id: str, seed: int, where: dict[str, Any] | None = None,
@@ -259,7 +259,7 @@ def failures(plan: Plan, outcomes: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def stage_table(stages: list[tuple[str, float]]) -> list[str]:
-    return ["| stage | seconds |", "|---|---|", *(f"| {name} | {seconds:.1f} |" for name, seconds in stages), ""]
+    return [markdown_table(["stage", "seconds"], ([name, f"{seconds:.1f}"] for name, seconds in stages))]
 
 
 def build(plan: Plan, profile: dict[str, Any], outcomes: dict[str, dict[str, Any]], stages: list[tuple[str, float]],

@@ -11,7 +11,7 @@ from common.io import atomic_write_json
 from common.plots import calibration_plot, metric_curves, reliability_diagram
 from common.records import RunRecord, load_records
 from common.reference import paper_values
-from common.tables import build_rows, to_csv, to_markdown, write_table
+from common.tables import build_rows, markdown_table, to_csv, to_markdown, write_table
 
 
 def _write_run(folder, method, seed, top1, ece, finished=True):
@@ -130,3 +130,18 @@ def test_plots_write_png_files(tmp_path):
                  calibration_plot({"a": bins, "b": bins.to_dict()}, tmp_path / "cal.png"),
                  metric_curves({"a": ([0, 1, 2], [3.0, 2.0, 1.5])}, tmp_path / "curve.png", "NLL")):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_markdown_table_renders_header_separator_and_rows():
+    assert markdown_table(["a", "b"], [[1, "x"], ["", 2.5]]) == "| a | b |\n|---|---|\n| 1 | x |\n|  | 2.5 |\n"
+    assert markdown_table(["stage"], []) == "| stage |\n|---|\n"
+
+
+def test_write_table_puts_notes_under_the_table(tmp_path):
+    _write_run(tmp_path, "ls", 1, 20.0, 2.0)
+    md, _ = write_table(load_records(tmp_path), tmp_path / "t", ["method"], columns=("top1_err",), title="T",
+                        notes=["First note.", "Second note."])
+    text = md.read_text()
+    table = text.split("\n\n")[1]
+    assert table.startswith("| method | seeds |") and table.count("\n") == 2
+    assert text.endswith(table + "\n\nFirst note.\n\nSecond note.\n")
