@@ -55,13 +55,22 @@ install_data_packages() {
     fi
 }
 
-# The whole stack imports, and every package that constraints.txt names is installed at its pin.
+# The whole stack imports, and every package that constraints.txt names is installed at its pin. Quietly: the
+# imports' start-up chatter is theirs, not this script's. fairseq's import calls logging.basicConfig(level=DEBUG)
+# (fairseq/models/wav2vec/wav2vec2_classification.py), so every later import logged its start-up (matplotlib's DEBUG
+# lines, fairseq's tensorboardX INFO line); configuring the root logger first at WARNING makes that call a no-op.
+# torch.jit's deprecation of its own script() is the one warning dropped; other warnings and errors still print.
 stack_imports() {
     "$VENV/bin/python" - "$CONSTRAINTS" <<'PY'
+import logging
 import sys
+import warnings
 from importlib.metadata import version
 
 from packaging.requirements import Requirement
+
+logging.basicConfig(level=logging.WARNING)
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 import torch, torchvision, mmengine, mmcv, mmcv.ops, mmdet, fairseq, sacrebleu, pycocotools, matplotlib
 import common, classification, detection, translation
