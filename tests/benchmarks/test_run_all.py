@@ -332,6 +332,10 @@ def test_smoke_builds_every_table_and_figure(smoke):
         assert (results / "tables" / f"{table}.csv").is_file(), table
     assert "_no finished runs" not in report.split("## A table whose only run fails")[0]
     assert "## Machine" in report and "Precision of the finished runs" in report
+    used = {json.loads(p.read_text())["labels"]["precision"] for p in (results / "runs").glob("*/record.json")
+            if "precision" in json.loads(p.read_text()).get("labels", {})}
+    line = next(x for x in report.splitlines() if x.startswith("- classification: "))
+    assert used and all(("fp32" if u == "off" else f"autocast {u}") in line for u in used), (used, line)
     assert "## Wall time per stage" in report and "| total |" in report
     performance = report.split("## Performance", 1)[1].split("## Failures", 1)[0]
     codes = re.findall(r"exit code (\d+)", performance)
