@@ -231,9 +231,10 @@ def precision(plan: Plan) -> list[str]:
             continue
         config = record.get("config", {})
         if run.adapter == "classification":
-            runtime = config.get("runtime", {})
-            what = f"autocast {runtime.get('amp')}" if runtime.get("amp") not in (None, "off") else "fp32"
-            what += ", channels_last" if runtime.get("channels_last") else ""
+            # the precision the run resolved and used (runtime.amp=auto names none), from its labels
+            used = record.get("labels", {}).get("precision", "?")
+            what = f"autocast {used}" if used != "off" else "fp32"
+            what += ", channels_last" if config.get("runtime", {}).get("channels_last") else ""
             what += f" on {record.get('host', {}).get('device', '?')}"
         elif run.adapter == "detection":
             what = "mixed (AmpOptimWrapper)" if "AmpOptimWrapper" in config.get("text", "") else "fp32"
