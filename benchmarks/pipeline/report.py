@@ -186,16 +186,18 @@ def render_figure(plan: Plan, spec: Spec, out: Path) -> list[str]:
 
         picks = source.get("pick", [])
         shared = tuple(k for k in (picks[0] if picks else {}) if len({str(p.get(k)) for p in picks}) == 1)
-        predictions = {}
+        predictions, config = {}, None
         for row in plan.rows.get(source["spec"], []):
             if not any(all(row.values.get(k) == str(v) for k, v in p.items()) for p in picks):
                 continue
             run = plan.runs[row.runs[seed]] if seed < len(row.runs) else None
             if run is not None and run.finished() and (run.dir / "val_predictions.pt").is_file():
                 predictions[_label(row, shared)] = torch.load(run.dir / "val_predictions.pt", weights_only=True)
+                config = config or (load_record(plan, run.key) or {}).get("config")  # the images' data set
         if len(predictions) == 2:
             paths.append(figures.probabilities(predictions, folder / f"{spec.id}.png", int(spec.extra.get("images", 8)),
-                                               spec.title))
+                                               spec.title, config=config,
+                                               classes=spec.profile(plan.profile).get("classes")))
     else:
         raise ValueError(f"{spec.path}: unknown plot {plot!r}")
     if not paths:
