@@ -75,13 +75,27 @@ def render_table(plan: Plan, spec: Spec, out: Path) -> list[str]:
     return lines
 
 
+def published_row(paper: dict[str, Any], method: str, params: dict[str, Any]) -> dict[str, float]:
+    """Metric -> published value of a search row: the method's one row where the paper did not search it
+    (baseline, LS), else its trial of the same setting (none for a setting the paper did not try)."""
+    entries = paper.get(method)
+    if isinstance(entries, dict):
+        values = entries["values"]
+    else:
+        wanted = {k.split(".", 1)[-1]: v for k, v in params.items()}
+        values = next((e["values"] for e in entries or [] if e["params"] == wanted), None)
+    return {} if values is None else dict(zip(paper["columns"], map(float, values), strict=True))
+
+
 def render_search(plan: Plan, spec: Spec, out: Path) -> list[str]:
-    """Table S2: our trials (best marked per method, lowest top-1 error) and, per method, the best of ours
-    beside the best of the paper's trials."""
+    """Table S2: our trials (best marked per method, lowest top-1 error), each beside the paper's trial of
+    the same setting where it has one, and per method the best of ours beside the best of the paper's."""
     columns = list(spec.columns or CLASSIFICATION_COLUMNS)
-    header = ["method", "trial", "params", "seeds", *columns, "best"]
+    paper = paper_tables().get((spec.paper or {}).get("table", ""), {})
+    header = ["method", "trial", "params", "seeds", *(h for c in columns for h in (c, "paper", "Δ")), "best"]
     trial_rows: list[list[str]] = []
-    csv_lines = [",".join(header)]
+    csv_lines = [",".join(["method", "trial", "params", "seeds", *(f"{c}{s}" for c in columns for s in ("", "_paper")),
+                           "best"])]
     best_of: dict[str, dict[str, float]] = {}
     by_method: dict[str, list[tuple[Row, dict[str, float]]]] = {}
     for row in plan.rows.get(spec.id, []):
@@ -96,15 +110,20 @@ def render_search(plan: Plan, spec: Spec, out: Path) -> list[str]:
         for row, means in trials:
             params = " ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in row.params.items()) or "-"
             mark = "**best**" if row is best[0] and len(trials) > 1 else ""
-            trial_rows.append([method, row.values.get("trial", "-"), params, str(len(row.runs)),
-                               *(f"{means[c]:.2f}" for c in columns), mark])
+            published = published_row(paper, method, row.params)
+            cells = [method, row.values.get("trial", "-"), params, str(len(row.runs))]
+            for c in columns:
+                theirs = published.get(c)
+                cells += [f"{means[c]:.2f}", *(("", "") if theirs is None else
+                                               (f"{theirs:.2f}", f"{means[c] - theirs:+.2f}"))]
+            trial_rows.append([*cells, mark])
+            pairs = ((repr(means[c]), repr(published[c]) if c in published else "") for c in columns)
             csv_lines.append(",".join([method, row.values.get("trial", ""), params.replace(",", ";"),
-                                       str(len(row.runs)), *(repr(means[c]) for c in columns),
+                                       str(len(row.runs)), *(v for pair in pairs for v in pair),
                                        "best" if mark else ""]))
     if not trial_rows:
         return ["_no finished runs yet_", ""]
     atomic_write_text(out / "tables" / f"{spec.id}.csv", "\n".join(csv_lines) + "\n")
-    paper = paper_tables().get((spec.paper or {}).get("table", ""), {})
     compare_rows = []
     for method, ours in best_of.items():
         entries = paper.get(method)

@@ -253,6 +253,30 @@ def test_paper_table_s2_runs_the_published_trials_at_batch_512_and_the_imagenet_
         run_all.parse_args(["paper", "--trials", "all"])
 
 
+def test_table_s2_report_prints_each_trial_beside_the_published_trial_of_its_setting(tmp_path):
+    from benchmarks.pipeline.report import published_row, render_search
+    from common.reference import paper_tables
+
+    plan = _plan("paper", tmp_path, only="table_s2")
+    for row in plan.rows["table_s2"]:
+        (key,) = row.runs
+        plan.runs[key].record.parent.mkdir(parents=True)
+        final = {c: 10.0 for c in ("top1_err", "top5_err", "nll", "ece", "aurc")}
+        plan.runs[key].record.write_text(json.dumps({"final": final}))
+    lines = render_search(plan, plan.specs["table_s2"], tmp_path)[0].splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[4:7] == ["top1_err", "paper", "Δ"]
+    cells = {(r[0], r[2]): r for r in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+    # top-1 error of each published row, typed from the supplement; ours are 10.00 here
+    assert cells[("ps_kd", "alpha_T=0.3")][4:7] == ["10.00", "21.51", "-11.51"]
+    assert cells[("cs_kd", "tau=4 lambda_cls=0.5")][5] == "21.67"
+    assert cells[("tf_kd_reg", "alpha=0.1 tau=40 a=0.95")][5] == "22.66"
+    assert cells[("baseline", "-")][5] == "21.95" and cells[("ls", "-")][5] == "21.80"
+    assert len(cells) == 17 and all(r[5] for r in cells.values())
+    # a drawn setting that the paper did not try has no published row
+    assert published_row(paper_tables()["table_s2"], "ps_kd", {"method.alpha_T": 0.4}) == {}
+
+
 def test_paper_imagenet_rows_run_every_method_at_table_s2s_best_trial(tmp_path):
     plan = _plan("paper", tmp_path, only="imagenet,table_s3")
     rows = {tuple(r.values.values()): r for r in plan.rows["imagenet"]}
