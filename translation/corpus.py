@@ -1,7 +1,9 @@
 """Parallel text: reading it safely, and the two sources the suite knows.
 
 * IWSLT 2015 EN-DE (supplement C.2) from the archive the user supplies: ``train.tags.<pair>.<lang>``
-  (TED transcripts with XML-like header lines) and the XML dev/test sets.
+  (TED transcripts with XML-like header lines) and the XML dev/test sets; read either as the suite reads
+  them (:func:`iwslt15`: header lines dropped, entities unescaped, empty pairs dropped) or through the text
+  filters of fairseq's ``prepare-iwslt14.sh`` (:func:`fairseq_train`, :func:`fairseq_test`).
 * The EN-DE example sentences of Debian's ``trans-de-en`` dictionary (the offline demo corpus).
 
 Bad input never passes silently: a misaligned pair of files, or bytes that are not UTF-8, raise
@@ -50,15 +52,28 @@ class Parallel:
             self.dropped[k] = self.dropped.get(k, 0) + v
 
 
-def read_lines(path: Path) -> list[str]:
-    """Lines of a UTF-8 file; a byte sequence that is not UTF-8 raises CorpusError with its line."""
+def read_text(path: Path) -> str:
+    """A UTF-8 file's text; a byte sequence that is not UTF-8 raises CorpusError with its line."""
     data = Path(path).read_bytes()
     try:
-        return data.decode("utf-8").splitlines()
+        return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         raise CorpusError(f"{path}, line {line}: not UTF-8 ({err.reason} at byte {err.start}); "
                           "convert the file to UTF-8") from err
+
+
+def read_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 file (see :func:`read_text`)."""
+    return read_text(path).splitlines()
+
+
+def read_shell_lines(path: Path) -> list[str]:
+    """Lines as grep, sed and Perl read them: split on newlines only (``str.splitlines`` also splits on
+    U+2028, U+001C and others, which would misalign two sides that the shell tools keep aligned); a final
+    newline ends the last line rather than starting an empty one."""
+    lines = read_text(path).split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def read_aligned(src_path: Path, tgt_path: Path) -> tuple[list[str], list[str]]:
@@ -114,11 +129,17 @@ def find_iwslt_file(root: Path, pattern: str) -> Path:
     return matches[0]
 
 
-def iwslt15(root: Path, src: str = "en", tgt: str = "de") -> tuple[Parallel, Parallel]:
-    """(train, test): train from ``train.tags``, test = dev2010 + dev2012 + tst2010..tst2013 (supplement C.2)."""
+def iwslt_folder(root: Path) -> Path:
+    """``root`` as a Path; a missing folder says where to get the release."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no IWSLT 2015 folder at {root}: extract the EN-DE archive there ({IWSLT_URL})")
+    return root
+
+
+def iwslt15(root: Path, src: str = "en", tgt: str = "de") -> tuple[Parallel, Parallel]:
+    """(train, test): train from ``train.tags``, test = dev2010 + dev2012 + tst2010..tst2013 (supplement C.2)."""
+    root = iwslt_folder(root)
     train = read_iwslt_train(find_iwslt_file(root, f"train.tags.*.{src}"), find_iwslt_file(root, f"train.tags.*.{tgt}"))
     test = Parallel()
     for name in IWSLT_TEST_SETS:
@@ -129,6 +150,61 @@ def iwslt15(root: Path, src: str = "en", tgt: str = "de") -> tuple[Parallel, Par
         for a, b in zip(s, t, strict=True):
             test.add(a, b)
     return train, test
+
+
+# fairseq's examples/translation/prepare-iwslt14.sh (unchanged since fairseq commit f32de63; line numbers of
+# that file): the shell text filters of lines 54-61 (train.tags) and 76-79 (the XML sets).
+FAIRSEQ_DROPPED_LINES = ("<url>", "<talkid>", "<keywords>")  # grep -v '<url>' | grep -v '<talkid>' | ...
+FAIRSEQ_STRIPPED_TAGS = ("<title>", "</title>", "<description>", "</description>")  # sed -e 's/<title>//g' ...
+FAIRSEQ_SEG_OPEN = re.compile(r'<seg id="[0-9]*">\s*')  # sed -e 's/<seg id="[0-9]*">\s*//g'
+FAIRSEQ_SEG_CLOSE = re.compile(r"\s*</seg>\s*")  # sed -e 's/\s*<\/seg>\s*//g'
+
+
+def fairseq_train_side(path: Path) -> tuple[list[str], int]:
+    """One side of ``train.tags.*`` as prepare-iwslt14.sh (lines 54-62) hands it to the tokenizer: lines that
+    hold ``<url>``, ``<talkid>`` or ``<keywords>`` dropped, the ``<title>`` and ``<description>`` tags removed
+    with their text kept; every other line (``<speaker>``, ``<reviewer>``, ``<translator>`` headers too) goes
+    on as a sentence. Returns the lines and how many were dropped."""
+    lines = read_shell_lines(path)
+    kept = [line for line in lines if not any(tag in line for tag in FAIRSEQ_DROPPED_LINES)]
+    for tag in FAIRSEQ_STRIPPED_TAGS:
+        kept = [line.replace(tag, "") for line in kept]
+    return kept, len(lines) - len(kept)
+
+
+def fairseq_train(root: Path, src: str, tgt: str) -> tuple[dict[str, list[str]], int]:
+    """Both sides of the release's ``train.tags`` through :func:`fairseq_train_side`: lines per language, and
+    the number of header lines dropped from each side. The script filters each side alone; sides that differ
+    in length afterwards stop here (clean-corpus-n.perl would die with "is too short!")."""
+    paths = {lang: find_iwslt_file(iwslt_folder(root), f"train.tags.*.{lang}") for lang in (src, tgt)}
+    sides = {lang: fairseq_train_side(path) for lang, path in paths.items()}
+    (src_lines, dropped), (tgt_lines, _) = sides[src], sides[tgt]
+    if len(src_lines) != len(tgt_lines):
+        raise CorpusError(f"{paths[src]} keeps {len(src_lines)} lines but {paths[tgt]} keeps {len(tgt_lines)} "
+                          f"once the lines holding {', '.join(FAIRSEQ_DROPPED_LINES)} are dropped: the two sides "
+                          "must hold the same talk headers")
+    return {src: src_lines, tgt: tgt_lines}, dropped
+
+
+def fairseq_test_side(path: Path) -> list[str]:
+    """The segments of one IWSLT XML set as prepare-iwslt14.sh (lines 76-80) hands them to the tokenizer: the
+    lines that hold ``<seg id``, without the seg tags and the spaces beside them, ’ replaced by '. Entities
+    are left as they stand (the script does not unescape them)."""
+    lines = [line for line in read_shell_lines(path) if "<seg id" in line]
+    return [FAIRSEQ_SEG_CLOSE.sub("", FAIRSEQ_SEG_OPEN.sub("", line)).replace("’", "'") for line in lines]
+
+
+def fairseq_test(root: Path, src: str, tgt: str) -> dict[str, list[str]]:
+    """The test sets (:data:`IWSLT_TEST_SETS`, in that order) through :func:`fairseq_test_side`, per language."""
+    out: dict[str, list[str]] = {src: [], tgt: []}
+    for name in IWSLT_TEST_SETS:
+        paths = {lang: find_iwslt_file(iwslt_folder(root), f"*{name}*.{lang}.xml") for lang in (src, tgt)}
+        sides = {lang: fairseq_test_side(path) for lang, path in paths.items()}
+        if len(sides[src]) != len(sides[tgt]):
+            raise CorpusError(f"{paths[src]} has {len(sides[src])} segments but {paths[tgt]} has {len(sides[tgt])}")
+        for lang in (src, tgt):
+            out[lang] += sides[lang]
+    return out
 
 
 SENTENCE = re.compile(r"^[A-ZÄÖÜ].*[.!?]$")

@@ -43,7 +43,7 @@ from common.methods import method_names
 from common.records import RunRecord, load_records
 from common.reference import paper_tables, paper_values
 from common.tables import write_table
-from translation.prepare import PAPER_PAIRS, format_counts, normalise_punctuation
+from translation.prepare import PAPER_PAIRS, bleu_label, format_counts, normalise_punctuation
 
 CRITERIA = {
     "baseline": ["--criterion", "cross_entropy"],
@@ -186,7 +186,8 @@ def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, 
                        {"table": PAPER_BLEU_TABLE, "path": [direction.replace("-", "_"), method]})
     record.data["bleu"] = {
         "compared_with_paper": "tokenised",
-        "tokenised": {"score": tok.score, "precisions": tok.precisions, "brevity_penalty": tok.brevity_penalty,
+        "tokenised": {"score": tok.score, "label": bleu_label(summary), "precisions": tok.precisions,
+                      "brevity_penalty": tok.brevity_penalty,
                       "hyp_len": tok.hyp_len, "ref_len": tok.ref_len, "line": tok.line,
                       "scorer": "fairseq-generate --scoring bleu --remove-bpe (Moses-tokenised, BPE removed)"},
         "sacrebleu": {"score": sacre.score, "signature": sacre.signature, "precisions": sacre.precisions,
@@ -218,8 +219,10 @@ def paper_bleu() -> str:
 def table_notes(records: list[dict]) -> list[str]:
     """What the table's columns are, and the corpus counts beside the paper's: paragraphs under the table."""
     signatures = sorted({r["final"]["signature"] for r in records if r.get("final", {}).get("signature")})
+    labels = " / ".join(sorted({r["bleu"]["tokenised"].get("label", bleu_label(None)) for r in records}))
     notes = [
-        "BLEU: fairseq-generate's tokenised BLEU4 (--scoring bleu on the Moses-tokenised, BPE-removed output "
+        f"BLEU: fairseq-generate's {labels or bleu_label(None)} (--scoring bleu on the Moses-tokenised, BPE-removed "
+        "output "
         f"against the tokenised references). The paper's {paper_bleu()} are compared with this "
         "column: the paper (supplement C.1) names no scorer, and IWSLT papers of its time report tokenised BLEU, "
         "which runs about a point above detokenised sacrebleu.",

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from common.reference import paper_tables
 from translation.corpus import CorpusError, read_parallel, split
 from translation.prepare import prepare_iwslt15
 
@@ -59,7 +60,9 @@ def test_iwslt_preparation_on_a_fake_archive_gives_the_expected_splits(tmp_path)
     _fake_iwslt(src)
     summary = prepare_iwslt15(src, tmp_path / "out", bpe_merges=30, valid_size=20)
     assert summary["pairs"] == {"train": 100, "valid": 20, "test": 24}
-    assert summary["paper_pairs"] == {"train": 191_000, "valid": 8_300, "test": None}  # supplement C.2
+    facts = paper_tables()["hyperparameters"]["iwslt15"]  # supplement C.2
+    assert summary["paper_pairs"] == {"train": facts["train_pairs"], "valid": 8_300, "test": None}
+    assert summary["recipe"] == "cased" and not summary["lowercased"]
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["pairs"]["test"] == 24
     references = (tmp_path / "out" / "raw" / "test.de").read_text().splitlines()
     assert len(references) == 24 and references[0].endswith("& de")
