@@ -35,6 +35,7 @@ from common.cli import UserError, document_debug_flag, run_main
 from common.io import atomic_write_text
 from common.jobs import LocalPool, Work, run_logged
 from common.reference import paper_tables
+from common.tables import markdown_table
 
 PUBLISHED = "published"  # --trials published: the paper's own trials instead of a random draw
 PUBLISHED_TABLE = "table_s2"  # where those trials are published (common/reference/paper_tables.yaml)
@@ -175,14 +176,13 @@ def write_trials_table(out: Path, method: str, points: list[dict[str, Any]],
     names = ("Top-1 Err (%)", "Top-5 Err (%)", "NLL", "ECE (%)", "AURC (x1e3)")
     metric_header = [h for n in names for h in ([n, "paper"] if published else [n])]
     header = ["trial", *(k.split(".", 1)[1] for k in keys), *metric_header, "best"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for i, (point, final) in enumerate(zip(points, finals, strict=True)):
         metrics = [f"{final[m]:.2f}" for m in METRICS]
         if published:
             metrics = [c for m, ours in zip(METRICS, metrics, strict=True) for c in (ours, f"{published[i][m]:.2f}")]
-        cells = [str(i), *(str(point[k]) for k in keys), *metrics, "**best**" if i == best else ""]
-        lines.append("| " + " | ".join(cells) + " |")
-    return atomic_write_text(out / f"{method}_trials.md", "\n".join(lines) + "\n")
+        rows.append([str(i), *(str(point[k]) for k in keys), *metrics, "**best**" if i == best else ""])
+    return atomic_write_text(out / f"{method}_trials.md", markdown_table(header, rows))
 
 
 def _trials_arg(text: str) -> int | str:
