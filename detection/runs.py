@@ -24,6 +24,7 @@ MMDET_BASELINE_REFERENCE = {"table": "mmdet_voc0712", "path": ["faster_rcnn_r50_
 # A run's row: Table S3's rows name the method that pre-trained the backbone; ps_kd_head (beyond the paper)
 # also runs PS-KD in the detector's RoI classifier.
 ROWS = (*method_names(["baseline", "ls", "cs_kd", "tf_kd", "ps_kd", "ps_kd_cutmix", "ps_kd_head"]), MMDET_BASELINE_ROW)
+RECORD = "record.json"  # the run record, in the work dir
 
 
 def load_cfg(config: str, work_dir: str | None, options: dict[str, Any] | None, launcher: str = "none") -> Config:
@@ -63,7 +64,7 @@ def default_row(cfg: Config, config: str) -> str:
 
 
 def write_record(cfg: Config, metrics: dict[str, float], config: str, started: float, row: str | None = None) -> Path:
-    """``record.json`` in the work dir: per-class AP and mAP (%), labelled by ``row`` (one of :data:`ROWS`;
+    """:data:`RECORD` in the work dir: per-class AP and mAP (%), labelled by ``row`` (one of :data:`ROWS`;
     :func:`default_row` when not given), its wall time counted from ``started`` (the :func:`time.monotonic`
     reading taken before the Runner was built). VOC runs point at their published row: Table S3's, or
     mmdet's own number for :data:`MMDET_BASELINE_ROW`; a data set of the user's own classes at none."""
@@ -80,4 +81,4 @@ def write_record(cfg: Config, metrics: dict[str, float], config: str, started: f
     final = {("map" if k == "mAP_percent" else k.removeprefix("AP_")): v for k, v in final.items()
              if k.startswith("AP_") or k == "mAP_percent"}
     record.finish(final)
-    return record.write(Path(cfg.work_dir) / "record.json")
+    return record.write(Path(cfg.work_dir) / RECORD)

@@ -69,6 +69,7 @@ PROFILES = {
 }
 TRANSLATION_DIR = str(Path(__file__).resolve().parent)
 TENSORBOARD = "tb"
+RECORD = "record.json"  # a run's record, in its run_dir
 DIRECTION = re.compile(r"^([a-z][a-z_]*)-([a-z][a-z_]*)$")  # translation.prepare's language codes, src-tgt
 
 
@@ -161,7 +162,7 @@ def read_summary(data: Path) -> dict | None:
 
 
 def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, seed: int) -> dict:
-    """Generate, score both ways and write ``record.json``; returns the record's ``final``."""
+    """Generate, score both ways and write :data:`RECORD`; returns the record's ``final``."""
     save_dir = run_dir(runs, direction, method)
     check_direction(data, direction)
     checkpoint = save_dir / "checkpoint_best.pt"
@@ -201,7 +202,7 @@ def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, 
     final = {"bleu": tok.score, "sacrebleu": sacre.score, "signature": sacre.signature,
              "sentences": len(generation.hypotheses), "brevity_penalty": sacre.brevity_penalty}
     record.finish(final)
-    record.write(save_dir / "record.json")
+    record.write(save_dir / RECORD)
     return final
 
 

@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from benchmarks.pipeline.plan import Plan, Run, Step
+from benchmarks.pipeline.plan import Plan, Run
 from benchmarks.pipeline.specs import REPO
+from common.door import Step
 from common.jobs import LocalPool, run_logged
 
 

@@ -1,11 +1,14 @@
 """Expand specs into runs: one run per resolved config and seed, with its commands, state and cost.
 
-A run's key is a hash of what decides its result: the adapter, the profile, the resolved config (for
-classification, every key of :func:`classification.config.load_config`'s result except those that a
-resume may change, such as paths), the seed, and the keys of the runs it depends on. Two specs that ask
-for the same config share one run. A run's state comes from its folder: ``finished`` (its record holds
-final metrics, or its output file exists), ``to resume`` (a checkpoint exists), ``to run``, or
-``blocked`` (a data set it needs is missing).
+Each run is described by its adapter's door (:mod:`common.door`, found through
+:mod:`benchmarks.pipeline.doors`): what decides its result, its commands, where its record and checkpoint lie.
+A run's key is a hash of that material with the run's kind and the profile; it names the run's folder
+``runs/<key>``. Two specs that ask for the same config share one run. A run's state comes from its folder:
+``finished`` (its record holds final metrics, or its output file exists), ``to resume`` (a checkpoint
+exists), ``to run``, or ``blocked`` (a data set it needs is missing). What the pipeline expresses itself:
+the rows of a spec, a TF-KD teacher run of the same spec (``teacher``), a classifier of another spec whose
+weights a row starts from (``backbone``), the data preparation a door asks for, and each run's cost under the
+profile's cost model (``cost.model``: ``per_run`` or ``step_times``).
 """
 
 from __future__ import annotations
@@ -14,34 +17,15 @@ import hashlib
 import itertools
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.pipeline.doors import door
 from benchmarks.pipeline.specs import REPO, Spec, SpecError, fragment
+from common.door import Answer, Ask, Prior, Step, Workload
 
 FINISHED, RESUME, TO_RUN, BLOCKED = "finished", "to resume", "to run", "blocked"
-
-
-@dataclass
-class Step:
-    """One command of a run: ``python -m module args``, or under torchrun when the run has several GPUs."""
-
-    module: str
-    args: list[str]
-    torchrun_args: list[str] | None = None  # None: never launched through torchrun
-
-    def argv(self, python: str, gpus: int, nodes: int = 1, node_rank: int = 0, master: str | None = None,
-             job_id: str = "pskd") -> list[str]:
-        if self.torchrun_args is None or (gpus <= 1 and nodes <= 1):
-            return [python, "-m", self.module, *self.args]
-        launch = [python, "-m", "torch.distributed.run", f"--nproc_per_node={max(gpus, 1)}"]
-        if nodes <= 1:  # a free rendezvous port, so that two runs of the local pool can share a node
-            launch.append("--standalone")
-        else:
-            launch += [f"--nnodes={nodes}", f"--node_rank={node_rank}", "--rdzv_backend=c10d",
-                       f"--rdzv_endpoint={master}:29500", f"--rdzv_id={job_id}"]
-        return [*launch, "-m", self.module, *self.args, *self.torchrun_args]
 
 
 @dataclass
@@ -61,10 +45,15 @@ class Run:
     seed: int | None = None
     cost: float = 0.0
     specs: list[str] = field(default_factory=list)
+    recorded: bool = False  # ``done`` is a run record (finished when it holds final metrics)
 
     @property
     def record(self) -> Path | None:
-        return self.done if self.done.name == "record.json" else None
+        return self.done if self.recorded else None
+
+    def prior(self) -> Prior:
+        """This run as a door sees a run that another needs."""
+        return Prior(self.key, self.title, self.dir, self.done, self.resume)
 
     @property
     def log(self) -> Path:
@@ -160,13 +149,6 @@ def _hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _fmt(items: list[str], variables: dict[str, str], where: str) -> list[str]:
-    try:
-        return [str(item).format(**variables) for item in items]
-    except KeyError as err:
-        raise SpecError(f"{where}: no value for placeholder {err} (set it under 'vars')") from err
-
-
 def resolve_data(catalogue: dict[str, Any], results: Path) -> dict[str, DataItem]:
     """Each data set of the profile: the first candidate folder (``$env`` when set, else ``paths``) that holds
     every ``check`` pattern."""
@@ -203,8 +185,11 @@ class Expander:
         self.data = resolve_data(profile.get("data", {}), self.results)
         self.runs: dict[str, Run] = {}
         self._row_runs: dict[tuple, str] = {}
-        cost = profile.get("cost", {})
-        self.cost_unit = cost.get("unit", "CPU minutes")
+        self.cost = profile.get("cost", {})
+        self.cost_unit = self.cost.get("unit", "CPU minutes")
+        if self.cost.get("model", "per_run") not in ("per_run", "step_times"):
+            raise SpecError(f"profile {self.name}: cost.model must be per_run or step_times; "
+                            f"got {self.cost['model']!r}")
 
     # ------------------------------------------------------------------ rows
     def row_values(self, spec: Spec) -> list[dict[str, str]]:
@@ -223,14 +208,15 @@ class Expander:
 
     def fragments(self, spec: Spec, values: dict[str, str]) -> list[dict[str, Any]]:
         prof_axes = spec.profile(self.name).get("axes") or {}
+        keys = door(spec.adapter or "").FRAGMENT_KEYS
         out = []
         for axis, value in values.items():
             raw = {str(k): v for k, v in spec.axes[axis].items()}
             if value not in raw:
                 raise SpecError(f"{spec.path}: axis {axis!r} has no value {value!r}; it has {sorted(raw)}")
-            frag = fragment(raw[value], self.name, f"{spec.path}: axes.{axis}.{value}")
+            frag = fragment(raw[value], self.name, f"{spec.path}: axes.{axis}.{value}", keys)
             extra = fragment(({str(k): v for k, v in prof_axes.get(axis, {}).items()}).get(value),
-                             self.name, f"{spec.path}: profiles.{self.name}.axes.{axis}.{value}")
+                             self.name, f"{spec.path}: profiles.{self.name}.axes.{axis}.{value}", keys)
             out.append({**frag, **extra})
         return out
 
@@ -290,49 +276,88 @@ class Expander:
         return {"table": spec.paper["table"], "path": [str(p).format(**keyed) for p in spec.paper["path"]]}
 
     def _trials(self, spec: Spec, method: str, trials: int | str) -> list[dict[str, Any]]:
-        """A number of trials drawn from the spec's search space, or ``published``: the paper's own."""
-        from classification.search import trial_points
-
-        search = spec.extra.get("search", {})
-        return trial_points(search.get("space", "search/table_s2"), method, trials, int(search.get("seed", 0)))
+        """A number of trials drawn from the spec's search space, or ``published``: the paper's own (the
+        adapter's door says which)."""
+        search = spec.extra.get("search") or {}
+        adapter = door(spec.adapter or "")
+        if "space" not in search or not hasattr(adapter, "trial_points"):
+            raise SpecError(f"{spec.path}: a search spec needs 'search: {{space: ..., seed: ...}}' and an adapter "
+                            f"whose door draws trial points; {spec.adapter} has "
+                            f"{'one' if hasattr(adapter, 'trial_points') else 'none'}")
+        return adapter.trial_points(search["space"], method, trials, int(search.get("seed", 0)))
 
     # ------------------------------------------------------------------ runs
     def row_run(self, spec: Spec, values: dict[str, str], seed: int, point: dict[str, Any] | None = None) -> str:
+        """The key of the run of one row and seed (and search trial), built with the runs it needs."""
         memo = (spec.id, tuple(sorted(values.items())), seed, json.dumps(point, sort_keys=True))
         if memo in self._row_runs:
             return self._row_runs[memo]
-        frags = self.fragments(spec, values)
+        prof = spec.profile(self.name)
+        adapter = door(spec.adapter or "")
+        layers = [prof, *self.fragments(spec, values)]
+        data = list(next((layer["data"] for layer in reversed(layers) if "data" in layer), []))
+        ask = Ask(self.adapters.get(spec.adapter, {}), layers, values, seed, self.results, REPO, point or {}, data,
+                  self._location(spec.adapter or "", data))
+        teacher = ask.last("teacher")
+        if teacher:  # another row of this spec, e.g. TF-KD self's baseline
+            ask.needs["teacher"] = self.runs[self.row_run(spec, {**values, **_strings(teacher)}, seed)].prior()
+        source = ask.last("backbone")
+        if source and not prof.get("no_backbone"):  # a classifier of another spec, converted by this adapter
+            classifier = self.runs[self.row_run(self.specs[source["spec"]], _strings(source["row"]), seed)]
+            convert = adapter.backbone(replace(ask, needs={"classifier": classifier.prior()}))
+            ask.needs["backbone"] = self._add(convert, [classifier.key]).prior()
+        prepare = adapter.prepare(replace(ask, location=self._location("prepare", data), needs={}))
+        if prepare is not None:
+            ask.needs["prepared"] = self._add(prepare, []).prior()
+        try:
+            answer = adapter.run(ask)
+        except (ValueError, FileNotFoundError) as err:
+            raise SpecError(f"{spec.path} ({self.name}), row {values}: {err}") from err
         title = f"{spec.id}: {' / '.join(values.values())}" + (f" {point}" if point else "") + f", seed {seed}"
-        builder = {"classification": self._classification, "detection": self._detection,
-                   "translation": self._translation}.get(spec.adapter or "")
-        if builder is None:
-            raise SpecError(f"{spec.path}: adapter must be classification, detection or translation; "
-                            f"got {spec.adapter!r}")
-        run = builder(spec, values, frags, seed, title, point or {})
-        existing = self.runs.get(run.key)
-        if existing is None:
-            self.runs[run.key] = run
-            existing = run
-        if spec.id not in existing.specs:
-            existing.specs.append(spec.id)
+        run = self._add(answer, [p.key for p in ask.needs.values()], title, int(prof.get("gpus", 0)),
+                        int(prof.get("nodes", 1)), float(prof.get("hours", 4)), seed)
+        if spec.id not in run.specs:
+            run.specs.append(spec.id)
         self._row_runs[memo] = run.key
         return run.key
 
-    def _add(self, run: Run) -> str:
-        self.runs.setdefault(run.key, run)
-        return run.key
+    def _add(self, answer: Answer, deps: list[str], title: str = "", gpus: int = 0, nodes: int = 1,
+             hours: float = 4.0, seed: int | None = None) -> Run:
+        """The run of a door's answer: keyed, placed in its folder, and added unless it is there already."""
+        payload = {"adapter": answer.kind, **({"profile": self.name} if answer.per_profile else {}), **answer.material}
+        key = _hash(payload)
+        if key not in self.runs:
+            folder = answer.folder or self.results / "runs" / key
+            placed = answer.place(folder)
+            self.runs[key] = Run(key, answer.kind, answer.title or title, folder, placed.steps, placed.done,
+                                 placed.checkpoint, deps, answer.data, gpus, nodes, answer.hours or hours, seed,
+                                 self._cost(answer), recorded=placed.record)
+        return self.runs[key]
 
-    def _per_run_cost(self, adapter: str) -> float:
-        return float(self.profile.get("cost", {}).get("per_run", {}).get(adapter, 0.0))
+    def _cost(self, answer: Answer) -> float:
+        """The profile's cost model: ``per_run`` (a measured cost per kind of run), or ``step_times`` (the
+        run's workload x seconds per image or step of its model, x its method's cost, in hours)."""
+        if self.cost.get("model", "per_run") == "per_run":
+            return float(self.cost.get("per_run", {}).get(answer.kind, 0.0))
+        return 0.0 if answer.workload is None else self._step_time_hours(answer.workload)
 
-    def _gpu_hours(self, model: str, units: int, factor: float = 1.0) -> float:
-        """``units`` (training images or steps, as the model's ``step_times`` entry says) x its seconds."""
-        entry = self.profile.get("step_times", {}).get(model)
+    def _step_time_hours(self, work: Workload) -> float:
+        entry = self.profile.get("step_times", {}).get(work.model)
         if entry is None:
-            raise SpecError(f"profile {self.name}: no step_times entry for {model!r} (needed for the cost estimate)")
+            raise SpecError(f"profile {self.name}: no step_times entry for {work.model!r} (needed for the cost "
+                            "estimate)")
+        if entry.get("per") == "step":
+            units = work.steps or 0
+        elif entry.get("per") == "image":
+            images = work.images or int(self.profile.get("dataset_sizes", {}).get(work.dataset, 0))
+            units = (work.epochs or 0) * images
+        else:
+            raise SpecError(f"profile {self.name}: step_times.{work.model}.per must be image or step")
+        factor = float(self.profile.get("method_cost", {}).get(work.method, 1.0))
         return units * float(entry["seconds"]) * factor / 3600.0
 
-    def _location(self, adapter: str, data: list[str]) -> list[str]:
+    def _location(self, kind: str, data: list[str]) -> list[str]:
+        """The profile's options that point a run of ``kind`` at the data sets ``data``."""
         out = []
         for name in data:
             item = self.data.get(name)
@@ -340,156 +365,12 @@ class Expander:
                 raise SpecError(f"profile {self.name} has no data entry {name!r} "
                                 f"(benchmarks/profiles/{self.name}.yaml)")
             if item.path is not None:
-                out += [o.format(path=item.path) for o in item.options.get(adapter, [])]
+                out += [o.format(path=item.path) for o in item.options.get(kind, [])]
         return out
 
-    def _classification(self, spec: Spec, values: dict[str, str], frags: list[dict[str, Any]], seed: int,
-                        title: str, point: dict[str, Any]) -> Run:
-        from classification.config import RESUMABLE_CHANGES, flatten, load_config
 
-        prof = spec.profile(self.name)
-        defaults = self.adapters.get("classification", {})
-        variables = {k: str(v) for k, v in (prof.get("vars") or {}).items()}
-        for f in frags:
-            variables.update({k: str(v) for k, v in (f.get("vars") or {}).items()})
-        where = f"{spec.path} ({self.name})"
-        configs = _fmt([*defaults.get("configs", []), *prof.get("configs", []),
-                        *(c for f in frags for c in f.get("configs", []))], variables, where)
-        overrides = _fmt([*defaults.get("overrides", []), *prof.get("overrides", []),
-                          *(o for f in frags for o in f.get("overrides", []))], variables, where)
-        overrides += [f"{k}={v}" for k, v in point.items()] + [f"seed={seed}"]
-        deps, hashed_deps = [], {}
-        teacher = next((f["teacher"] for f in frags if "teacher" in f), None)
-        if teacher:
-            teacher_key = self.row_run(spec, {**values, **{k: str(v) for k, v in teacher.items()}}, seed)
-            deps.append(teacher_key)
-            overrides.append(f"method.teacher_checkpoint={self.runs[teacher_key].dir / 'checkpoint.pt'}")
-            hashed_deps["teacher"] = teacher_key
-        data = list(prof.get("data", []))
-        location = self._location("classification", data)
-        try:
-            cfg = load_config(configs, overrides + location)
-        except (ValueError, FileNotFoundError) as err:
-            raise SpecError(f"{where}, row {values}: {err}") from err
-        resolved = {k: v for k, v in flatten(cfg).items()
-                    if k not in RESUMABLE_CHANGES and k not in ("name", "method.teacher_checkpoint")}
-        key = _hash({"adapter": "classification", "profile": self.name, "config": resolved, "deps": hashed_deps})
-        runs_dir = self.results / "runs"
-        run_dir = runs_dir / key
-        args = ["--continue", *(a for c in configs for a in ("--config", c)), *overrides, *location,
-                f"name={key}", f"output_dir={runs_dir}"]
-        gpus = int(prof.get("gpus", 0))
-        if self.name == "paper":
-            size = cfg.data.train_size or int(self.profile.get("dataset_sizes", {}).get(cfg.data.name, 0))
-            factor = float(self.profile.get("method_cost", {}).get(cfg.method.name, 1.0))
-            cost = self._gpu_hours(cfg.model.name, cfg.optim.epochs * size, factor)
-        else:
-            cost = self._per_run_cost("classification")
-        return Run(key, "classification", title, run_dir, [Step("classification.train", args, torchrun_args=[])],
-                   run_dir / "record.json", run_dir / "checkpoint.pt", deps, data, gpus, int(prof.get("nodes", 1)),
-                   float(prof.get("hours", 4)), seed, cost)
-
-    def _detection(self, spec: Spec, values: dict[str, str], frags: list[dict[str, Any]], seed: int,
-                   title: str, point: dict[str, Any]) -> Run:
-        prof = spec.profile(self.name)
-        d = self.adapters.get("detection", {})
-        merged = {k: v for f in frags for k, v in f.items()}
-        config = merged.get("config") or (d["pskd_config"] if merged.get("pskd_head") else d["config"])
-        options = [*d.get("cfg_options", []), *prof.get("cfg_options", []),
-                   *(o for f in frags for o in f.get("overrides", [])), f"randomness.seed={seed}"]
-        deps, hashed = [], {}
-        unhashed: list[str] = []
-        if "backbone" in merged and not prof.get("no_backbone"):
-            source = self.specs[merged["backbone"]["spec"]]
-            row = {k: str(v) for k, v in merged["backbone"]["row"].items()}
-            classifier = self.row_run(source, row, seed)
-            convert = self._convert(classifier)
-            deps.append(convert)
-            hashed["backbone"] = convert
-            # _delete_ replaces whatever init_cfg the config has (the CPU configs have None)
-            unhashed += ["model.backbone.init_cfg._delete_=True", "model.backbone.init_cfg.type=Pretrained",
-                         f"model.backbone.init_cfg.checkpoint={self.runs[convert].done}"]
-        data = list(merged.get("data", prof.get("data", [])))
-        unhashed += self._location("detection", data)
-        voc = d.get("voc")
-        if voc:
-            prepared = self._synthetic_voc(voc)
-            deps.append(prepared)
-            root = f"{self.runs[prepared].dir}/"
-            unhashed += [f"train_dataloader.dataset.dataset.data_root={root}",
-                         f"val_dataloader.dataset.data_root={root}", f"test_dataloader.dataset.data_root={root}"]
-            hashed["voc"] = prepared
-        row_name = next(iter(values.values()))
-        key = _hash({"adapter": "detection", "profile": self.name, "config": config, "options": options,
-                     "deps": hashed, "row": row_name})
-        run_dir = self.results / "runs" / key
-        args = [str(REPO / config), "--work-dir", str(run_dir), "--resume", "--row", row_name,
-                "--cfg-options", *options, *unhashed]
-        if self.name == "paper":
-            cost = self._gpu_hours(str(merged.get("step_model", prof.get("step_model", "faster_rcnn_r152"))),
-                                   int(merged.get("steps", prof.get("steps", 0))))
-        else:
-            cost = self._per_run_cost("detection")
-        return Run(key, "detection", title, run_dir,
-                   [Step("detection.train", args, torchrun_args=["--launcher", "pytorch"])],
-                   run_dir / "record.json", run_dir / "last_checkpoint", deps, data, int(prof.get("gpus", 0)),
-                   int(prof.get("nodes", 1)), float(prof.get("hours", 4)), seed, cost)
-
-    def _convert(self, classifier: str) -> str:
-        key = _hash({"adapter": "convert", "profile": self.name, "classifier": classifier})
-        run_dir = self.results / "runs" / key
-        source = self.runs[classifier]
-        return self._add(Run(key, "convert", f"backbone of {source.title}", run_dir,
-                             [Step("detection.convert_backbone", [str(source.dir / "checkpoint.pt"),
-                                                                  str(run_dir / "backbone.pth")])],
-                             run_dir / "backbone.pth", deps=[classifier], hours=1.0,
-                             cost=0.0 if self.name == "paper" else self._per_run_cost("convert")))
-
-    def _synthetic_voc(self, voc: dict[str, Any]) -> str:
-        out = Path(str(voc["out"]).format(results=self.results))
-        out = out if out.is_absolute() else REPO / out
-        key = _hash({"adapter": "prepare", "voc": str(out), "trainval": voc["trainval"], "test": voc["test"]})
-        return self._add(Run(key, "prepare", f"synthetic VOC set ({voc['trainval']} + {voc['test']} images)", out,
-                             [Step("benchmarks.pipeline.smoke_data",
-                                   ["voc", "--out", str(out), "--trainval", str(voc["trainval"]), "--test",
-                                    str(voc["test"])])],
-                             out / "VOC2007" / "ImageSets" / "Main" / "test.txt", hours=1.0,
-                             cost=self._per_run_cost("prepare")))
-
-    def _translation_data(self, prof: dict[str, Any]) -> tuple[str, Path]:
-        t = self.adapters.get("translation", {})
-        data_dir = Path(str(t["data"]).format(results=self.results))
-        data_dir = data_dir if data_dir.is_absolute() else REPO / data_dir
-        prepare = t["prepare"]
-        data = list(prof.get("data", []))
-        args = [str(a).format(results=self.results) for a in prepare["args"]]
-        key = _hash({"adapter": "prepare", "profile": self.name, "module": prepare["module"], "args": args})
-        self._add(Run(key, "prepare", f"translation data ({data_dir})", data_dir,
-                      [Step(prepare["module"], args + self._location("prepare", data))], data_dir / "summary.json",
-                      data=data, hours=2.0, cost=0.0 if self.name == "paper" else self._per_run_cost("prepare")))
-        return key, data_dir
-
-    def _translation(self, spec: Spec, values: dict[str, str], frags: list[dict[str, Any]], seed: int,
-                     title: str, point: dict[str, Any]) -> Run:
-        prof = spec.profile(self.name)
-        t = self.adapters.get("translation", {})
-        prepared, data_dir = self._translation_data(prof)
-        args = [a for f in frags for a in f.get("args", [])]
-        direction, method = args[args.index("--direction") + 1], args[args.index("--method") + 1]
-        key = _hash({"adapter": "translation", "profile": self.name, "args": args, "seed": seed,
-                     "translation_profile": t["profile"], "data": prepared})
-        run_dir = self.results / "runs" / key
-        common = ["--data", str(data_dir), *args, "--profile", t["profile"], "--runs", str(run_dir),
-                  "--seed", str(seed)]
-        if self.name == "paper":
-            cost = self._gpu_hours("transformer_iwslt_de_en", int(prof.get("steps", 0)))
-        else:
-            cost = self._per_run_cost("translation")
-        out = run_dir / f"{direction}-{method}"
-        return Run(key, "translation", title, run_dir,
-                   [Step("translation.run", ["train", *common]), Step("translation.run", ["evaluate", *common])],
-                   out / "record.json", out / "checkpoint_last.pt", [prepared], [], int(prof.get("gpus", 0)), 1,
-                   float(prof.get("hours", 4)), seed, cost)
+def _strings(values: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items()}
 
 
 def close_over_dependencies(plan: Plan, keys: list[str]) -> list[str]:

@@ -12,11 +12,14 @@ a time limit, and a ``select`` of axis values. Figure specs may instead draw on 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from benchmarks.pipeline.doors import DOORS
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 REPO = BENCH_DIR.parent
@@ -24,8 +27,9 @@ TABLES_DIR = BENCH_DIR / "tables"
 PROFILES_DIR = BENCH_DIR / "profiles"
 PROFILES = ("smoke", "demo", "paper")
 KINDS = ("table", "figure", "search")
-FRAGMENT_KEYS = {"configs", "overrides", "args", "vars", "label", "reference", "teacher", "backbone", "pskd_head",
-                 "search", "seeds", "config", "data", "steps", "step_model"}
+# The keys of an axis value's fragment that the pipeline reads itself; each adapter's door reads its own
+# (its FRAGMENT_KEYS: common/door.py).
+FRAGMENT_KEYS = {"label", "reference", "seeds", "data", "search"}
 
 
 class SpecError(ValueError):
@@ -60,23 +64,24 @@ class Spec:
         return out
 
 
-def fragment(value: Any, profile: str, where: str) -> dict[str, Any]:
+def fragment(value: Any, profile: str, where: str, adapter_keys: Collection[str] = ()) -> dict[str, Any]:
     """The fragment of one axis value for ``profile``: a plain fragment, or ``{paper: .., demo: .., smoke: ..}``
-    whose profile entry is merged over the keys shared by all profiles."""
+    whose profile entry is merged over the keys shared by all profiles. Its keys are the pipeline's
+    (:data:`FRAGMENT_KEYS`) and ``adapter_keys``, those the spec's adapter reads."""
+    allowed = sorted(FRAGMENT_KEYS | set(adapter_keys))
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise SpecError(f"{where} must be a mapping of {sorted(FRAGMENT_KEYS)}; got {value!r}")
+        raise SpecError(f"{where} must be a mapping of {allowed}; got {value!r}")
     shared = {k: v for k, v in value.items() if k not in PROFILES}
     misplaced = [k for k in PROFILES if k in value and not isinstance(value[k], dict)]
     if misplaced:
         raise SpecError(f"{where}: {', '.join(misplaced)} must hold a profile's fragment (a mapping); to choose the "
                         "published row a row is compared with, use reference: NAME | {table, path} | false")
     per_profile = value.get(profile) or {}
-    unknown = (set(shared) | set(per_profile)) - FRAGMENT_KEYS
+    unknown = (set(shared) | set(per_profile)) - set(allowed)
     if unknown:
-        raise SpecError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(FRAGMENT_KEYS)} "
-                        "or a profile name")
+        raise SpecError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {allowed} or a profile name")
     return {**shared, **per_profile}
 
 
@@ -89,6 +94,9 @@ def load_spec(path: Path) -> Spec:
     kind = data.get("kind", "table")
     if kind not in KINDS:
         raise SpecError(f"{path}: kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    if data.get("adapter") is not None and data["adapter"] not in DOORS:
+        raise SpecError(f"{path}: adapter must be one of {', '.join(DOORS)} (benchmarks/pipeline/doors.py); "
+                        f"got {data['adapter']!r}")
     unknown_profiles = set(data.get("profiles", {})) - set(PROFILES)
     if unknown_profiles:
         raise SpecError(f"{path}: unknown profile(s) {sorted(unknown_profiles)} under 'profiles'; use {PROFILES}")

@@ -16,8 +16,9 @@ import pytest
 
 from benchmarks import run_all
 from benchmarks.pipeline.executors import LocalExecutor, schedule
-from benchmarks.pipeline.plan import FINISHED, RESUME, Plan, Run, Step
+from benchmarks.pipeline.plan import FINISHED, RESUME, Plan, Run
 from benchmarks.pipeline.specs import PROFILES, REPO, TABLES_DIR, load_specs
+from common.door import Step
 
 PAPER_DATA_ENV = ("PSKD_CIFAR100", "PSKD_IMAGENET", "PSKD_VOC", "PSKD_IWSLT15")
 TINY_SPEC = """

@@ -1,0 +1,131 @@
+"""An adapter's door: what the benchmark driver asks it about one run, and what it answers.
+
+Each adapter has one door module (``classification.door``, ``detection.door``, ``translation.door``), found
+by the driver through its registry (``benchmarks/pipeline/doors.py``). The driver expands a table's spec into
+rows and hands the door an :class:`Ask` per run; the door answers with an :class:`Answer`: what decides the
+run's result (the driver hashes it into the run's key), and, once the driver has given the run its folder,
+its commands and the files that say whether it finished or can resume (:class:`Placement`). A door module
+defines:
+
+* ``FRAGMENT_KEYS``: the keys of a spec's axis fragments that it reads (beside the driver's own);
+* ``run(ask) -> Answer``: a row's run;
+* ``prepare(ask) -> Answer | None``: the run that makes the data its runs read, when the profile asks for
+  one (the driver runs it first and hands it to ``run`` as ``ask.needs["prepared"]``);
+* optionally ``backbone(ask) -> Answer``: the run that turns ``ask.needs["classifier"]``'s checkpoint into
+  this adapter's backbone (a fragment's ``backbone`` key), and ``trial_points(space, method, trials, seed)``:
+  the points of a search spec (``kind: search``).
+
+Only the standard library: a door is read by a planner that runs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Step:
+    """One command of a run: ``python -m module args``, or under torchrun when the run has several GPUs."""
+
+    module: str
+    args: list[str]
+    torchrun_args: list[str] | None = None  # None: never launched through torchrun
+
+    def argv(self, python: str, gpus: int, nodes: int = 1, node_rank: int = 0, master: str | None = None,
+             job_id: str = "pskd") -> list[str]:
+        """The command line on one node; torchrun's launch only with several GPUs or nodes."""
+        if self.torchrun_args is None or (gpus <= 1 and nodes <= 1):
+            return [python, "-m", self.module, *self.args]
+        launch = [python, "-m", "torch.distributed.run", f"--nproc_per_node={max(gpus, 1)}"]
+        if nodes <= 1:  # a free rendezvous port, so that two runs of the local pool can share a node
+            launch.append("--standalone")
+        else:
+            launch += [f"--nnodes={nodes}", f"--node_rank={node_rank}", "--rdzv_backend=c10d",
+                       f"--rdzv_endpoint={master}:29500", f"--rdzv_id={job_id}"]
+        return [*launch, "-m", self.module, *self.args, *self.torchrun_args]
+
+
+@dataclass
+class Prior:
+    """A run that another needs, as the door of the second sees it."""
+
+    key: str
+    title: str
+    folder: Path
+    done: Path  # its record, or the file it makes (a converted backbone, a prepared data set's summary)
+    checkpoint: Path | None  # the checkpoint it trains (a teacher's weights), if any
+
+
+@dataclass
+class Ask:
+    """What the driver asks a door about one run."""
+
+    settings: dict[str, Any]  # the profile's ``adapters.<adapter>`` entry: this adapter's defaults on the profile
+    layers: list[dict[str, Any]]  # the spec's entry for the profile, then each axis value's fragment, in axis order
+    values: dict[str, str]  # the row's axis values
+    seed: int
+    results: Path  # the profile's results folder: ``{results}`` in the profile's paths
+    root: Path  # the repository: where relative paths of the profile start
+    point: dict[str, Any] = field(default_factory=dict)  # a search trial's config values
+    data: list[str] = field(default_factory=list)  # the data sets the row reads (names in the profile's catalogue)
+    location: list[str] = field(default_factory=list)  # the profile's options that point this run at them
+    needs: dict[str, Prior] = field(default_factory=dict)  # runs this one needs: teacher, backbone, prepared
+
+    def joined(self, key: str) -> list[Any]:
+        """The lists under ``key`` in every layer, one after the other."""
+        return [item for layer in self.layers for item in layer.get(key) or []]
+
+    def last(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` in the last layer that sets it."""
+        return next((layer[key] for layer in reversed(self.layers) if key in layer), default)
+
+    def fill(self, text: Any) -> str:
+        """``text`` with ``{results}`` filled in."""
+        return str(text).format(results=self.results)
+
+    def path(self, text: Any) -> Path:
+        """A path of the profile: ``{results}`` filled in, a relative one taken from the repository."""
+        path = Path(self.fill(text))
+        return path if path.is_absolute() else self.root / path
+
+
+@dataclass
+class Placement:
+    """A run's commands and files, once its folder is known."""
+
+    steps: list[Step]
+    done: Path  # its run record, or the file it makes last: the run finished when it exists
+    checkpoint: Path | None = None  # when it exists, the same commands resume the run from it
+    record: bool = False  # ``done`` is a run record: the run finished when it holds final metrics
+
+
+@dataclass
+class Workload:
+    """What a run costs, in the units of a profile's ``step_times``: ``steps``, or ``epochs`` x ``images``
+    (the training set's size when given, else ``dataset``'s size in the profile's ``dataset_sizes``),
+    times the profile's ``method_cost`` of ``method``."""
+
+    model: str | None  # the ``step_times`` entry
+    steps: int | None = None
+    epochs: int | None = None
+    images: int | None = None
+    dataset: str | None = None
+    method: str | None = None
+
+
+@dataclass
+class Answer:
+    """A door's answer about one run."""
+
+    kind: str  # the adapter's name, or what a run before its runs does (``convert``, ``prepare``)
+    material: dict[str, Any]  # what decides the run's result: its key is their hash, with kind and profile
+    place: Callable[[Path], Placement]  # its commands and files, given its folder
+    workload: Workload | None = None  # None: too small to estimate from step times
+    data: list[str] = field(default_factory=list)  # the data sets it reads itself: blocked while one is missing
+    folder: Path | None = None  # where it writes, when not a folder of the driver's (a prepared data set)
+    title: str | None = None  # what a run before the runs makes (the driver names a row's run)
+    hours: float | None = None  # the time limit of a run before the runs (a row's run: the spec's)
+    per_profile: bool = True  # False: made the same way on every profile, so its key leaves the profile out
