@@ -29,6 +29,7 @@ from classification.runtime import (
     CHECKPOINT,
     autocast,
     load_checkpoint,
+    peak_memory_mib,
     resolve_precision,
     run_datasets,
     run_model,
@@ -242,12 +243,15 @@ class Trainer:
         sums = torch.stack([total_loss, correct.double(), torch.tensor(float(seen), device=self.device,
                                                                         dtype=torch.float64)])
         sums = ddp.all_reduce_sum(sums)
-        train_loss = sums[0].item() / sums[2].item()
+        train_loss = sums[0].item() / sums[2].item()  # .item() waits for the device: the steps have finished
+        timing = {"train_seconds_per_step": (time.monotonic() - start) / max(len(loader), 1),
+                  "peak_memory_mib": peak_memory_mib(self.device)}
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"epoch {epoch}: the training loss is {train_loss}. The last good checkpoint "
                                 f"({self.run_dir / CHECKPOINT}) is kept; lower optim.lr or check the data.")
         self.scheduler.step()
-        return {"train_loss": train_loss, "train_top1_err": 100.0 * (1 - sums[1].item() / sums[2].item()), **info}
+        return {"train_loss": train_loss, "train_top1_err": 100.0 * (1 - sums[1].item() / sums[2].item()), **timing,
+                **info}
 
     def _progress(self, epoch: int, step: int, steps: int, start: float, loss: float) -> None:
         elapsed = time.monotonic() - start

@@ -27,6 +27,9 @@ def test_short_training_per_method_learns_and_writes_record_checkpoint_predictio
     history = record["epochs"][best_epoch]
     assert record["best"]["metrics"] == {k[len("val_"):]: v for k, v in history.items() if k.startswith("val_")}
     assert record["final"]["nll"] == record["epochs"][-1]["val_nll"]
+    for epoch in record["epochs"]:  # 96 images in batches of 16: 6 steps, each shorter than its epoch
+        assert 0 < epoch["train_seconds_per_step"] < epoch["seconds"] / 6
+        assert epoch["peak_memory_mib"] > 100  # this process holds torch at least
     state = torch.load(cfg.run_dir / CHECKPOINT, weights_only=True)
     assert state["epoch"] == 2
     predictions = torch.load(cfg.run_dir / PREDICTIONS, weights_only=True)
