@@ -96,7 +96,8 @@ def remainder(data: Path, direction: str, checkpoint: Path, sentences: int) -> N
 
 
 def epoch_wps(data: Path, direction: str, method: str, profile: str, extra: list[str]) -> dict[int, float]:
-    from translation.run import fairseq_env, train_command
+    """Training words per second of each epoch of a 2-epoch ``method`` run (seed 1, nothing saved)."""
+    from translation.door import fairseq_env, train_command
 
     with tempfile.TemporaryDirectory() as tmp:
         cmd = train_command(data, direction, method, profile, Path(tmp), 1, ["--max-epoch", "2", "--no-save", *extra])
@@ -108,12 +109,9 @@ def epoch_wps(data: Path, direction: str, method: str, profile: str, extra: list
 
 
 def speed(data: Path, direction: str, profile: str, topk: int, repeats: int = 1) -> None:
-    from translation.run import CRITERIA
-
-    pskd = next(method for method, flags in CRITERIA.items() if "pskd" in flags)
     variants = {"label smoothing": ("ls", []),
-                f"store (k={topk})": (pskd, ["--pskd-past", "store", "--pskd-topk", str(topk)]),
-                "snapshot": (pskd, ["--pskd-past", "snapshot"])}
+                f"store (k={topk})": ("ps_kd", ["--pskd-past", "store", "--pskd-topk", str(topk)]),
+                "snapshot": ("ps_kd", ["--pskd-past", "snapshot"])}
     runs: dict[str, list[dict[int, float]]] = {name: [] for name in variants}
     for _ in range(repeats):  # interleaved, so that a slow spell of a shared machine hits every variant
         for name, (method, extra) in variants.items():

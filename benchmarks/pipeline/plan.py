@@ -167,7 +167,8 @@ def resolve_data(catalogue: dict[str, Any], results: Path) -> dict[str, DataItem
         get = entry.get("get", "")
         if env:
             get += f" (or set {env} to its folder)"
-        options = {k: v for k, v in entry.items() if k in ("classification", "detection", "prepare")}
+        # the rest: per kind of run that reads the data set, the options that point it there
+        options = {k: v for k, v in entry.items() if k not in ("env", "paths", "check", "get")}
         out[name] = DataItem(name, found_path, found_path is not None, get, looked, options)
     return out
 
@@ -187,9 +188,9 @@ class Expander:
         self._row_runs: dict[tuple, str] = {}
         self.cost = profile.get("cost", {})
         self.cost_unit = self.cost.get("unit", "CPU minutes")
-        if self.cost.get("model", "per_run") not in ("per_run", "step_times"):
-            raise SpecError(f"profile {self.name}: cost.model must be per_run or step_times; "
-                            f"got {self.cost['model']!r}")
+        self.cost_model = self.cost.get("model", "per_run")
+        if self.cost_model not in ("per_run", "step_times"):
+            raise SpecError(f"profile {self.name}: cost.model must be per_run or step_times; got {self.cost_model!r}")
 
     # ------------------------------------------------------------------ rows
     def row_values(self, spec: Spec) -> list[dict[str, str]]:
@@ -208,7 +209,7 @@ class Expander:
 
     def fragments(self, spec: Spec, values: dict[str, str]) -> list[dict[str, Any]]:
         prof_axes = spec.profile(self.name).get("axes") or {}
-        keys = door(spec.adapter or "").FRAGMENT_KEYS
+        keys = door(self._adapter(spec)).FRAGMENT_KEYS
         out = []
         for axis, value in values.items():
             raw = {str(k): v for k, v in spec.axes[axis].items()}
@@ -279,25 +280,32 @@ class Expander:
         """A number of trials drawn from the spec's search space, or ``published``: the paper's own (the
         adapter's door says which)."""
         search = spec.extra.get("search") or {}
-        adapter = door(spec.adapter or "")
-        if "space" not in search or not hasattr(adapter, "trial_points"):
-            raise SpecError(f"{spec.path}: a search spec needs 'search: {{space: ..., seed: ...}}' and an adapter "
-                            f"whose door draws trial points; {spec.adapter} has "
-                            f"{'one' if hasattr(adapter, 'trial_points') else 'none'}")
+        adapter = door(self._adapter(spec))
+        if not hasattr(adapter, "trial_points"):
+            raise SpecError(f"{spec.path}: the {spec.adapter} adapter's door draws no search trials")
+        if "space" not in search:
+            raise SpecError(f"{spec.path}: a search spec names its space: 'search: {{space: FILE, seed: N}}'")
         return adapter.trial_points(search["space"], method, trials, int(search.get("seed", 0)))
 
     # ------------------------------------------------------------------ runs
+    @staticmethod
+    def _adapter(spec: Spec) -> str:
+        if spec.adapter is None:
+            raise SpecError(f"{spec.path}: runs need an 'adapter'")
+        return spec.adapter
+
     def row_run(self, spec: Spec, values: dict[str, str], seed: int, point: dict[str, Any] | None = None) -> str:
         """The key of the run of one row and seed (and search trial), built with the runs it needs."""
         memo = (spec.id, tuple(sorted(values.items())), seed, json.dumps(point, sort_keys=True))
         if memo in self._row_runs:
             return self._row_runs[memo]
         prof = spec.profile(self.name)
-        adapter = door(spec.adapter or "")
+        kind = self._adapter(spec)
+        adapter = door(kind)
         layers = [prof, *self.fragments(spec, values)]
         data = list(next((layer["data"] for layer in reversed(layers) if "data" in layer), []))
-        ask = Ask(self.adapters.get(spec.adapter, {}), layers, values, seed, self.results, REPO, point or {}, data,
-                  self._location(spec.adapter or "", data))
+        ask = Ask(self.adapters.get(kind, {}), layers, values, seed, self.results, REPO, point or {}, data,
+                  self._location(kind, data))
         teacher = ask.last("teacher")
         if teacher:  # another row of this spec, e.g. TF-KD self's baseline
             ask.needs["teacher"] = self.runs[self.row_run(spec, {**values, **_strings(teacher)}, seed)].prior()
@@ -337,7 +345,7 @@ class Expander:
     def _cost(self, answer: Answer) -> float:
         """The profile's cost model: ``per_run`` (a measured cost per kind of run), or ``step_times`` (the
         run's workload x seconds per image or step of its model, x its method's cost, in hours)."""
-        if self.cost.get("model", "per_run") == "per_run":
+        if self.cost_model == "per_run":
             return float(self.cost.get("per_run", {}).get(answer.kind, 0.0))
         return 0.0 if answer.workload is None else self._step_time_hours(answer.workload)
 
