@@ -78,6 +78,7 @@ def prepare(ask: Ask) -> Answer | None:
 
     def place(folder: Path) -> Placement:
         args = ["voc", "--out", str(folder), "--trainval", str(trainval), "--test", str(test)]
+        # the benchmarks' data maker: detection.voc.make_synthetic_voc behind a command line
         return Placement([Step("benchmarks.pipeline.smoke_data", args)],
                          folder / "VOC2007" / "ImageSets" / "Main" / "test.txt")
 
