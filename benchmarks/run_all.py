@@ -1,7 +1,7 @@
 """The main job: rebuild every table and figure of the paper on a profile, then write REPORT.md.
 
     python -m benchmarks.run_all [smoke|demo|paper] [--only ID[,ID]] [--seeds N] [--trials N|published]
-                                 [--executor local|slurm] [--jobs N] [--dry-run]
+                                 [--executor local|slurm] [--jobs N] [--dry-run] [--rehearse]
 
 (``bash benchmarks/run_all.sh ...`` sets the environment up first, then calls this.)
 
@@ -9,7 +9,9 @@ Specs: ``benchmarks/tables/<id>.yaml`` (one per table or figure); profiles: ``be
 Every run is keyed by its resolved config: a finished run is kept, an interrupted one resumed through
 its adapter's resume, a failed one reported in REPORT.md with the tail of its log while the others go
 on; the exit code is 1 when a run failed, 2 when input data are missing (nothing is run then).
-``--dry-run`` lists every run with its state and cost estimate and runs nothing.
+``--dry-run`` lists every run with its state and cost estimate and runs nothing. ``--rehearse`` runs every
+distinct run of the profile for a few steps on stand-in data, with a kill and a resume each, into
+``results/<profile>-rehearsal/`` (:mod:`benchmarks.pipeline.rehearsal`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pipeline import report
+from benchmarks.pipeline import rehearsal, report
 from benchmarks.pipeline.executors import LocalExecutor, Outcome, SubmititExecutor, schedule
 from benchmarks.pipeline.plan import BLOCKED, FINISHED, Expander, Plan, close_over_dependencies
 from benchmarks.pipeline.specs import PROFILES, REPO, TABLES_DIR, SpecError, load_profile, load_specs, select_ids
@@ -50,6 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", help="output folder (default results/<profile>)")
     parser.add_argument("--tables", default=str(TABLES_DIR), help=argparse.SUPPRESS)
     parser.add_argument("--no-performance", action="store_true", help="skip the benchmark scripts")
+    parser.add_argument("--rehearse", action="store_true",
+                        help="every distinct run for a few steps on stand-in data, each killed at its first "
+                             "checkpoint and resumed, into results/<profile>-rehearsal/ (issue 18)")
     args = parser.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
         parser.error("--seeds must be at least 1")
@@ -64,12 +69,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def make_plan(args: argparse.Namespace) -> tuple[Plan, dict[str, Any]]:
+def make_plan(args: argparse.Namespace, rehearse: str | None = None) -> tuple[Plan, dict[str, Any]]:
+    """The plan of the profile; ``rehearse`` (a device): its rehearsal, each run shrunk by its door."""
     profile = load_profile(args.profile)
     specs = load_specs(Path(args.tables))
     selected = select_ids(specs, args.only)
     results = Path(args.results) if args.results else REPO / "results" / args.profile
-    return Expander(specs, selected, profile, results.resolve(), args.seeds, args.trials).expand(), profile
+    return Expander(specs, selected, profile, results.resolve(), args.seeds, args.trials, rehearse).expand(), profile
 
 
 def print_dry_run(plan: Plan) -> None:
@@ -171,8 +177,16 @@ def stage_times(plan: Plan, outcomes: dict[str, Outcome]) -> list[tuple[str, flo
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start, started = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
+    device, planned = None, 0
+    if args.rehearse:
+        device = rehearsal.device()
+        args.results = args.results or str(rehearsal.results_folder(args.profile))
+        rehearsal.stand_in(Path(args.results))
     try:
-        plan, profile = make_plan(args)
+        plan, profile = make_plan(args, device)
+        if device is not None:
+            planned = len(make_plan(args)[0].runs)
+            rehearsal.describe(plan, planned)
     except SpecError as err:
         print(f"run_all: {err}", file=sys.stderr)
         return 2
@@ -189,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     plan.results.mkdir(parents=True, exist_ok=True)
     executor: Any
-    if args.executor == "slurm":
+    if device is not None:
+        executor = rehearsal.RehearsalExecutor(args.jobs)
+    elif args.executor == "slurm":
         executor = SubmititExecutor(plan.results / "submitit", args.cluster,
                                     dict(item.split("=", 1) for item in args.slurm), args.jobs)
     else:
@@ -221,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         state["last_work"] = {"when": started, "stages": stages}
         save_state(plan, state)
     path = report.build(plan, profile, saved, stages, performance, earlier)
+    if device is not None:
+        runs_s = next((seconds for name, seconds in stages if name.startswith("runs (all")), None)
+        path.write_text(path.read_text() + "\n" + "\n".join(rehearsal.section(plan, planned, runs_s, device)))
+        print(f"== [rehearsal] runs took {0 if runs_s is None else runs_s / 60:.1f} min", flush=True)
     failed = [k for k, o in outcomes.items() if not o.ok]
     print(f"== [{plan.profile}] report: {path}" + (f"; {len(failed)} run(s) failed (see its Failures section)"
                                                     if failed else ""), flush=True)

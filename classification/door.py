@@ -5,10 +5,14 @@ each axis value's, in that order, with ``{name}`` placeholders filled from ``var
 values, the seed, and the options that point it at its data. What decides its result is the resolved config
 (:func:`classification.config.load_config`) less the keys that a resume may change and the run's name and
 teacher path; a TF-KD self run names its teacher run instead.
+
+:func:`rehearse` shrinks a run for a rehearsal of its profile: the same network, method, data set and loaders,
+a few batches per epoch, two epochs, a short evaluation; its runs differ only in what decides the code path.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +20,19 @@ from classification.config import RESUMABLE_CHANGES, flatten, load_config
 from classification.runtime import CHECKPOINT
 from classification.search import trial_points
 from classification.trainer import RECORD
-from common.door import Answer, Ask, Placement, Step, Workload
+from common.door import Answer, Ask, Placement, Rehearsal, Step, Workload
 
-__all__ = ["FRAGMENT_KEYS", "prepare", "run", "trial_points"]
+__all__ = ["FRAGMENT_KEYS", "prepare", "rehearse", "run", "trial_points"]
 
 FRAGMENT_KEYS = {"configs", "overrides", "vars", "teacher"}
 # Set per run by the door, not by the config's author: left out of what decides the result.
 UNKEYED = {"name", "method.teacher_checkpoint"}
+# Values a rehearsal of a few steps cannot tell apart, so that runs differing only in them share one rehearsed
+# run; of the ON_OFF ones it keeps whether each is set (a regulariser or a method's term on or off).
+REHEARSAL_BLIND = {"seed", "method.epsilon", "method.alpha_T", "method.tau", "method.lambda_cls", "method.alpha",
+                   "method.a", "optim.lr", "optim.momentum", "optim.weight_decay", "optim.epochs",
+                   "optim.milestones", "optim.gamma"}
+REHEARSAL_ON_OFF = {"method.multiplier", "regularizer.cutout", "regularizer.cutmix_prob"}
 
 
 def _filled(items: list[Any], variables: dict[str, str]) -> list[str]:
@@ -55,6 +65,35 @@ def run(ask: Ask) -> Answer:
     workload = Workload(cfg.model.name, epochs=cfg.optim.epochs, images=cfg.data.train_size, dataset=cfg.data.name,
                         method=cfg.method.name)
     return Answer("classification", {"config": resolved, "deps": deps}, place, workload, list(ask.data))
+
+
+def rehearse(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
+    """``answer`` cut to ``rehearsal.steps`` batches for ``rehearsal.epochs`` epochs (the milestone between them),
+    a test set of ``rehearsal.eval_samples`` images, no loader workers; the batch per process is the real one
+    on GPUs (the real batch / the real GPUs) and ``rehearsal.cpu_batch`` on a CPU."""
+    config = answer.material["config"]
+    real_batch = int(config["data.batch_size"])
+    per_process = real_batch // max(rehearsal.gpus, 1) if rehearsal.device == "cuda" else rehearsal.cpu_batch
+    batch = max(per_process, 1) * rehearsal.processes
+    shrink = [f"data.batch_size={batch}", f"data.train_size={batch * rehearsal.steps}",
+              f"data.test_size={rehearsal.eval_samples}", f"data.test_batch_size={rehearsal.eval_samples}",
+              "data.num_workers=0", f"optim.epochs={rehearsal.epochs}",
+              f"optim.milestones=[{rehearsal.epochs - 1}]", "runtime.log_every=1"]
+    real_place = answer.place
+
+    def place(folder: Path) -> Placement:
+        placed = real_place(folder)
+        step = placed.steps[0]
+        placed.steps = [Step(step.module, [*step.args, *shrink], step.torchrun_args)]
+        return placed
+
+    kept = {k: v for k, v in config.items() if k not in REHEARSAL_BLIND | REHEARSAL_ON_OFF}
+    kept.update({k: config[k] not in (None, 0, 0.0) for k in REHEARSAL_ON_OFF if k in config})
+    changes = [f"batch {real_batch} -> {batch} ({rehearsal.processes} process(es))",
+               f"epochs {config['optim.epochs']} -> {rehearsal.epochs}",
+               f"training set -> {batch * rehearsal.steps} images", f"test set -> {rehearsal.eval_samples} images"]
+    return replace(answer, material={"config": kept, "deps": answer.material["deps"]}, place=place,
+                   changes=changes)
 
 
 def prepare(ask: Ask) -> None:

@@ -13,7 +13,14 @@ defines:
   one (the driver runs it first and hands it to ``run`` as ``ask.needs["prepared"]``);
 * optionally ``backbone(ask) -> Answer``: the run that turns ``ask.needs["classifier"]``'s checkpoint into
   this adapter's backbone (a fragment's ``backbone`` key), and ``trial_points(space, method, trials, seed)``:
-  the points of a search spec (``kind: search``).
+  the points of a search spec (``kind: search``);
+* optionally ``rehearse(ask, answer, rehearsal) -> Answer``: the same run shrunk for a rehearsal of the profile
+  (``run_all.py PROFILE --rehearse``, :class:`Rehearsal`): ``answer`` (one of this door's answers, for ``ask``)
+  with the options that cut it to a few steps on ``rehearsal``'s device appended to its commands, the
+  changes listed in ``changes``, and a ``material`` that keeps only what the rehearsal can tell apart (the
+  code path: network, method, data, regulariser on or off; not seeds or hyper-parameter values), so that the
+  driver's keying folds runs it cannot tell apart into one rehearsed run. A door without it is rehearsed as it
+  is (its runs are not shrunk).
 
 Only the standard library: a door is read by a planner that runs nothing.
 """
@@ -93,6 +100,19 @@ class Ask:
 
 
 @dataclass
+class Rehearsal:
+    """What a door is told when the driver rehearses a profile: where the rehearsed runs go and how big."""
+
+    device: str  # "cpu" or "cuda": on a CPU the batch per process shrinks to ``cpu_batch``; on GPUs it is kept
+    processes: int  # processes of this run: min(its GPUs, 2); 2 or more under the adapter's multi-process path
+    gpus: int  # the GPUs the real run asks for (per-GPU batch = the real batch / gpus)
+    steps: int = 2  # training steps per epoch (the training set is cut to this many batches)
+    epochs: int = 2  # so that there is a checkpoint, then a resume that finishes the run
+    cpu_batch: int = 2  # samples per process on a CPU
+    eval_samples: int = 4  # the test / validation set is cut to this many samples
+
+
+@dataclass
 class Placement:
     """A run's commands and files, once its folder is known."""
 
@@ -129,3 +149,4 @@ class Answer:
     title: str | None = None  # what a run before the runs makes (the driver names a row's run)
     hours: float | None = None  # the time limit of a run before the runs (a row's run: the spec's)
     per_profile: bool = True  # False: made the same way on every profile, so its key leaves the profile out
+    changes: list[str] = field(default_factory=list)  # what a rehearsal changed (``rehearse``), for the report

@@ -23,7 +23,7 @@ from typing import Any
 
 from benchmarks.pipeline.doors import door
 from benchmarks.pipeline.specs import REPO, Spec, SpecError, fragment
-from common.door import Answer, Ask, Prior, Step, Workload
+from common.door import Answer, Ask, Prior, Rehearsal, Step, Workload
 
 FINISHED, RESUME, TO_RUN, BLOCKED = "finished", "to resume", "to run", "blocked"
 
@@ -46,6 +46,7 @@ class Run:
     cost: float = 0.0
     specs: list[str] = field(default_factory=list)
     recorded: bool = False  # ``done`` is a run record (finished when it holds final metrics)
+    changes: list[str] = field(default_factory=list)  # what a rehearsal changed in its commands
 
     @property
     def record(self) -> Path | None:
@@ -177,8 +178,9 @@ class Expander:
     """Builds the runs of the selected specs for one profile (see module docstring)."""
 
     def __init__(self, specs: dict[str, Spec], selected: list[str], profile: dict[str, Any], results: Path,
-                 seeds: int | None = None, trials: int | str | None = None) -> None:
+                 seeds: int | None = None, trials: int | str | None = None, rehearse: str | None = None) -> None:
         self.specs, self.selected, self.profile, self.results = specs, selected, profile, Path(results)
+        self.rehearse = rehearse  # None, or the device ("cpu", "cuda") of a rehearsal: each door shrinks its runs
         self.name = profile["name"]
         self.seeds = seeds
         self.trials = trials
@@ -312,22 +314,33 @@ class Expander:
         source = ask.last("backbone")
         if source and not prof.get("no_backbone"):  # a classifier of another spec, converted by this adapter
             classifier = self.runs[self.row_run(self.specs[source["spec"]], _strings(source["row"]), seed)]
-            convert = adapter.backbone(replace(ask, needs={"classifier": classifier.prior()}))
+            convert_ask = replace(ask, needs={"classifier": classifier.prior()})
+            convert = self._rehearsed(adapter, convert_ask, adapter.backbone(convert_ask), 0)
             ask.needs["backbone"] = self._add(convert, [classifier.key]).prior()
-        prepare = adapter.prepare(replace(ask, location=self._location("prepare", data), needs={}))
+        prepare_ask = replace(ask, location=self._location("prepare", data), needs={})
+        prepare = adapter.prepare(prepare_ask)
         if prepare is not None:
-            ask.needs["prepared"] = self._add(prepare, []).prior()
+            ask.needs["prepared"] = self._add(self._rehearsed(adapter, prepare_ask, prepare, 0), []).prior()
+        gpus = int(prof.get("gpus", 0))
         try:
-            answer = adapter.run(ask)
+            answer = self._rehearsed(adapter, ask, adapter.run(ask), gpus)
         except (ValueError, FileNotFoundError) as err:
             raise SpecError(f"{spec.path} ({self.name}), row {values}: {err}") from err
         title = f"{spec.id}: {' / '.join(values.values())}" + (f" {point}" if point else "") + f", seed {seed}"
-        run = self._add(answer, [p.key for p in ask.needs.values()], title, int(prof.get("gpus", 0)),
-                        int(prof.get("nodes", 1)), float(prof.get("hours", 4)), seed)
+        run = self._add(answer, [p.key for p in ask.needs.values()], title, min(gpus, 2) if self.rehearse else gpus,
+                        1 if self.rehearse else int(prof.get("nodes", 1)), float(prof.get("hours", 4)), seed)
         if spec.id not in run.specs:
             run.specs.append(spec.id)
         self._row_runs[memo] = run.key
         return run.key
+
+    def _rehearsed(self, adapter: Any, ask: Ask, answer: Answer, gpus: int) -> Answer:
+        """``answer`` as its door shrinks it for a rehearsal (a run of more than one GPU as 2 processes), or as
+        it is when this is no rehearsal or the door has no ``rehearse``."""
+        if self.rehearse is None or not hasattr(adapter, "rehearse"):
+            return answer
+        processes = min(max(gpus, 1), 2)
+        return adapter.rehearse(ask, answer, Rehearsal(self.rehearse, processes, gpus))
 
     def _add(self, answer: Answer, deps: list[str], title: str = "", gpus: int = 0, nodes: int = 1,
              hours: float = 4.0, seed: int | None = None) -> Run:
@@ -339,7 +352,7 @@ class Expander:
             placed = answer.place(folder)
             self.runs[key] = Run(key, answer.kind, answer.title or title, folder, placed.steps, placed.done,
                                  placed.checkpoint, deps, answer.data, gpus, nodes, answer.hours or hours, seed,
-                                 self._cost(answer), recorded=placed.record)
+                                 self._cost(answer), recorded=placed.record, changes=answer.changes)
         return self.runs[key]
 
     def _cost(self, answer: Answer) -> float:

@@ -1,0 +1,173 @@
+"""The rehearsal of a profile (``run_all.py PROFILE --rehearse``, issue 18): every distinct run of the profile
+with its real config, for a few steps each, on stand-in data, before a GPU hour is spent.
+
+* The plan is expanded as usual, into ``results/<profile>-rehearsal/`` (never the profile's own results), with
+  the stand-in data sets of :mod:`benchmarks.pipeline.standin_data` made there and the profile's ``PSKD_*``
+  variables and ``PSKD_STANDIN_DATA=1`` pointing the runs at them. Each door shrinks its runs
+  (``rehearse`` in :mod:`common.door`: a few batches, two epochs, a short evaluation, a small batch per
+  process on a CPU, the real one per GPU) and keys them by what the rehearsal can tell apart, so runs that
+  differ only in seeds or hyper-parameter values share one rehearsed run.
+* Each run with a checkpoint is started, killed (SIGKILL to its process group) as soon as its first checkpoint
+  appears, then run again with the same commands: the pipeline's own resume path finishes it.
+* A run of more than one GPU runs as 2 processes through its adapter's multi-process path (torchrun; gloo on
+  a CPU).
+* REPORT.md is built from the rehearsal's records, with a section of seconds per step and peak memory per
+  run, each labelled measured on a GPU or on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.pipeline import standin_data
+from benchmarks.pipeline.executors import execute, run_payload
+from benchmarks.pipeline.plan import Plan, Run
+from benchmarks.pipeline.specs import REPO
+from common.door import Step
+from common.io import atomic_write_json
+from common.jobs import LocalPool, visible_gpus
+from common.tables import markdown_table
+
+NOTE = "rehearsal.json"  # in each rehearsed run's folder: whether it was killed and resumed, and its wall time
+STANDIN_FLAG = "PSKD_STANDIN_DATA"  # classification.data.STANDIN_ENV: read the CIFAR-100 stand-in
+
+
+def device() -> str:
+    """``cuda`` where GPUs are visible, else ``cpu``: the device the doors shrink their runs for."""
+    return "cuda" if visible_gpus() else "cpu"
+
+
+def results_folder(profile: str) -> Path:
+    return REPO / "results" / f"{profile}-rehearsal"
+
+
+def stand_in(results: Path) -> dict[str, str]:
+    """Make the stand-in data sets under ``results/standin`` (once), and set the variables that point the
+    profile at them, with ``PSKD_STANDIN_DATA=1``; returns the variables set."""
+    folder = results / "standin"
+    done = folder / "made.json"
+    if done.is_file():
+        made = json.loads(done.read_text())
+    else:
+        start = time.monotonic()
+        print(f"== [rehearsal] making the stand-in data sets under {folder}", flush=True)
+        made = {name: {"env": s["env"], "path": str(Path(s["path"]).resolve()), "counts": s["counts"]}
+                for name, s in standin_data.make_all(folder).items()}
+        atomic_write_json(done, made)
+        print(f"== [rehearsal] stand-in data made in {time.monotonic() - start:.0f} s", flush=True)
+    variables = {entry["env"]: entry["path"] for entry in made.values()}
+    variables[STANDIN_FLAG] = "1"
+    os.environ.update(variables)
+    return variables
+
+
+def describe(plan: Plan, total: int) -> None:
+    """Print how many distinct rehearsed runs there are out of the plan's, and what each door changed."""
+    print(f"== [rehearsal] {len(plan.runs)} distinct runs out of the {plan.profile} plan's {total} "
+          f"(runs differing only in seeds or hyper-parameter values share one)", flush=True)
+    for run in plan.runs.values():
+        processes = f", {run.gpus} processes" if run.gpus > 1 else ""
+        print(f"   {run.key}  {run.title}{processes}: {'; '.join(run.changes) or 'as it is'}", flush=True)
+
+
+def kill_then_resume(payload: dict[str, Any], checkpoint: str | None, env: dict[str, str], processes: int) -> int:
+    """Start the run's first command, SIGKILL its process group as soon as ``checkpoint`` appears, then run
+    all its commands again (they resume from it); the note ``rehearsal.json`` says what happened."""
+    log, folder = Path(payload["log"]), Path(payload["log"]).parent
+    python = os.environ.get("PSKD_PYTHON_RUNS", sys.executable)
+    note: dict[str, Any] = {"processes": processes, "killed": False}
+    start = time.monotonic()
+    if checkpoint is not None and payload["steps"] and not Path(checkpoint).exists():
+        first = payload["steps"][0]
+        argv = Step(first["module"], first["args"], first["torchrun_args"]).argv(python, processes,
+                                                                                  job_id=payload["key"])
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a", encoding="utf-8") as out:
+            out.write(f"\n== [rehearsal] started, to be killed at its first checkpoint: {' '.join(argv)}\n")
+            out.flush()
+            proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # its own process group: torchrun's workers too
+            while proc.poll() is None and not Path(checkpoint).exists():
+                time.sleep(0.2)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                note.update(killed=True, killed_after_s=round(time.monotonic() - start, 1))
+                out.write(f"== [rehearsal] SIGKILL after {note['killed_after_s']} s: {checkpoint} exists\n")
+            else:
+                note["ended_before_kill"] = proc.returncode
+                out.write(f"== [rehearsal] ended (exit code {proc.returncode}) before its checkpoint was seen\n")
+    code = execute({**payload, "gpus": processes}, env)
+    note.update(returncode=code, wall_s=round(time.monotonic() - start, 1))
+    atomic_write_json(folder / NOTE, note)
+    return code
+
+
+class RehearsalExecutor:
+    """The local pool, each run through :func:`kill_then_resume`; a run of 2 GPUs takes 2 processes (on a CPU
+    one slot: the machine's cores are shared by its processes)."""
+
+    name = "rehearsal"
+
+    def __init__(self, jobs: int | None = None) -> None:
+        self.pool = LocalPool(jobs)
+
+    def fits(self, run: Run) -> bool:
+        return self.pool.fits(run.gpus)
+
+    def submit(self, run: Run) -> Any:
+        payload = run_payload(run)
+        checkpoint = None if run.resume is None else str(run.resume)
+        wanted = max(run.gpus, 1)
+        return self.pool.submit(lambda env, gpus: kill_then_resume(payload, checkpoint, env, gpus or wanted),
+                                run.gpus)
+
+    def poll(self, handle: Any) -> int | None:
+        return self.pool.poll(handle)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown()
+
+
+def _figures(run: Run) -> tuple[float | None, float | None]:
+    """Seconds per training step and peak memory (MiB) of a rehearsed run: the last epoch row of its record
+    that holds them (its own steps after the resume), or the record's final figures."""
+    if run.record is None or not run.record.is_file():
+        return None, None
+    record = json.loads(run.record.read_text())
+    rows = [row for row in record.get("epochs") or record.get("history") or [] if isinstance(row, dict)]
+    for row in reversed(rows):
+        if row.get("train_seconds_per_step") is not None:
+            return row.get("train_seconds_per_step"), row.get("peak_memory_mib")
+    timings = record.get("timings") or {}
+    return timings.get("train_seconds_per_step"), timings.get("peak_memory_mib")
+
+
+def section(plan: Plan, total: int, wall_s: float | None, where: str) -> list[str]:
+    """REPORT.md's rehearsal section: each run's changes, kill and resume, seconds per step, peak memory."""
+    kind = "measured on a GPU" if where == "cuda" else "measured on a CPU (not a GPU figure: the FLOP-based " \
+                                                       "step_times estimate of --dry-run stands for GPUs)"
+    lines = ["## Rehearsal", "",
+             f"{len(plan.runs)} distinct runs out of the {plan.profile} plan's {total}, each cut to a few steps on "
+             f"stand-in data; seconds per step and peak memory {kind}."
+             + (f" Wall time of the runs: {wall_s / 60:.1f} min." if wall_s is not None else ""), ""]
+    rows = []
+    for run in plan.runs.values():
+        note_path = run.dir / NOTE
+        note = json.loads(note_path.read_text()) if note_path.is_file() else {}
+        step_s, peak = _figures(run)
+        resumed = "killed, resumed" if note.get("killed") else ("no checkpoint" if run.resume is None else "not killed")
+        rows.append([run.title, run.adapter, str(note.get("processes", max(run.gpus, 1))), resumed,
+                     "" if note.get("wall_s") is None else f"{note['wall_s']:.0f}",
+                     "" if step_s is None else f"{step_s:.3f}", "" if peak is None else f"{peak:.0f}",
+                     "; ".join(run.changes)])
+    header = ["run", "adapter", "processes", "kill", "wall s", "s/step", "peak MiB", "changed"]
+    lines.append(markdown_table(header, rows))
+    return [*lines, ""]
