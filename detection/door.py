@@ -5,17 +5,18 @@ else the profile's ``config`` (``adapters.detection``); its options are the prof
 spec's, each axis value's ``overrides`` and the seed. A row with a ``backbone`` starts from a classifier's
 weights, converted by :func:`backbone`'s ``detection.convert_backbone``; a profile with ``voc`` trains on a
 synthetic VOC set made first by :func:`prepare`. Paths that only point at inputs (data roots, the backbone
-file) do not decide the result: the runs that make them do.
+file) do not decide the result: the runs that make them do. :func:`rehearse` shrinks a run for a rehearsal.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from common.door import Answer, Ask, Placement, Step, Workload
+from common.door import Answer, Ask, Placement, Rehearsal, Step, Workload
 from detection.runs import RECORD
 
-__all__ = ["FRAGMENT_KEYS", "backbone", "prepare", "run"]
+__all__ = ["FRAGMENT_KEYS", "backbone", "prepare", "rehearse", "run"]
 
 FRAGMENT_KEYS = {"config", "overrides", "pskd_head", "backbone", "steps", "step_model"}
 LAST_CHECKPOINT = "last_checkpoint"  # mmengine's pointer to the work dir's latest checkpoint, which --resume reads
@@ -54,6 +55,49 @@ def run(ask: Ask) -> Answer:
     workload = Workload(ask.last("step_model"), steps=None if steps is None else int(steps))
     return Answer("detection", {"config": config, "options": options, "deps": deps, "row": row}, place, workload,
                   list(ask.data))
+
+
+def rehearse(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
+    """A detector run cut to ``rehearsal.steps`` iterations per epoch for ``rehearsal.epochs`` epochs (each data
+    set of the config cut by mmengine's ``indices``, the RepeatDataset once), a checkpoint every epoch, a
+    validation of ``rehearsal.eval_samples`` images; on a CPU ``rehearsal.cpu_batch`` images per process, on GPUs
+    the config's own. A row without a converted backbone starts from random weights (its ImageNet weights are a
+    download). Its rehearsal key keeps the config, the options and the backbone run, not the seed."""
+    if answer.kind != "detection":
+        return answer
+    roots = [option.split("=", 1)[0] for option in ask.location if option.split("=", 1)[0].endswith(".data_root")]
+    prepared = ask.needs.get("prepared")
+    roots = list(dict.fromkeys(roots + (list(DATA_ROOTS) if prepared is not None else [])))
+    train = [key for key in roots if key.startswith("train_dataloader.")]
+    per_process = rehearsal.cpu_batch if rehearsal.device == "cpu" else None
+    shrink = [f"train_cfg.max_epochs={rehearsal.epochs}", "train_cfg.val_interval=1",
+              "default_hooks.checkpoint.interval=1", "train_dataloader.dataset.times=1",
+              "train_dataloader.num_workers=0",
+              "train_dataloader.persistent_workers=False", "val_dataloader.num_workers=0",
+              "val_dataloader.persistent_workers=False", "test_dataloader.num_workers=0",
+              "test_dataloader.persistent_workers=False"]
+    images = (per_process or 2) * rehearsal.processes * rehearsal.steps
+    shrink += [f"{key.rsplit('.', 1)[0]}.indices={images}" for key in train]
+    shrink += [f"{key.rsplit('.', 1)[0]}.indices={rehearsal.eval_samples}" for key in roots if key not in train]
+    if per_process is not None:
+        shrink.append(f"train_dataloader.batch_size={per_process}")
+    changes = [f"epochs -> {rehearsal.epochs}", f"training set -> {images} images per data set",
+               f"validation and test -> {rehearsal.eval_samples} images"]
+    changes += [f"batch per process -> {per_process}"] if per_process is not None else []
+    if "backbone" not in answer.material["deps"]:
+        shrink.append("model.backbone.init_cfg=None")
+        changes.append("backbone from random weights (no download)")
+    real_place = answer.place
+
+    def place(folder: Path) -> Placement:
+        placed = real_place(folder)
+        step = placed.steps[0]
+        placed.steps = [Step(step.module, [*step.args, *shrink], step.torchrun_args)]
+        return placed
+
+    options = [o for o in answer.material["options"] if not o.startswith("randomness.seed=")]
+    material = {**answer.material, "options": options}
+    return replace(answer, material=material, place=place, changes=changes)
 
 
 def backbone(ask: Ask) -> Answer:

@@ -6,17 +6,20 @@ profile's translation profile (``adapters.translation.profile``: model and sched
 with the seed and the prepared data. The data are prepared by the profile's ``prepare: {module, args}``
 into its ``data`` folder; that run, not the training, reads the profile's data sets.
 
+:func:`rehearse` shrinks a run for a rehearsal, and moves the prepared data into the rehearsal's results.
+
 ``train_command`` and ``fairseq_env`` are here too, for benchmarks that time fairseq-train itself.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from common.door import Answer, Ask, Placement, Step, Workload
+from common.door import Answer, Ask, Placement, Rehearsal, Step, Workload
 from translation.run import PROFILES, RECORD, fairseq_env, run_dir, train_command
 
-__all__ = ["FRAGMENT_KEYS", "fairseq_env", "prepare", "run", "train_command"]
+__all__ = ["FRAGMENT_KEYS", "fairseq_env", "prepare", "rehearse", "run", "train_command"]
 
 FRAGMENT_KEYS = {"args"}
 LAST_CHECKPOINT = "checkpoint_last.pt"  # fairseq-train's own, from which it resumes by default
@@ -48,6 +51,40 @@ def run(ask: Ask) -> Answer:
     return Answer("translation", {"args": args, "seed": ask.seed, "translation_profile": profile,
                                   "data": prepared.key},
                   place, Workload(arch, steps=None if steps is None else int(steps)))
+
+
+def rehearse(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
+    """The preparation writes under the rehearsal's results (``{results}/translation-data``), not the profile's
+    data folder. A training run stops after ``rehearsal.steps`` x ``rehearsal.epochs`` updates with
+    ``checkpoint_last.pt`` every ``rehearsal.steps`` (fairseq resumes mid-epoch from it); on a CPU with batches
+    of a few sentences (``--max-tokens 512``, ``--cpu``). Its rehearsal key leaves the seed out."""
+    if answer.kind == "prepare":
+        args = list(answer.material["args"])
+        folder = ask.results / "translation-data"
+        args[args.index("--out") + 1] = str(folder)
+
+        def place_prepare(folder_: Path) -> Placement:
+            return Placement([Step(answer.material["module"], args + ask.location)], folder_ / SUMMARY)
+
+        return replace(answer, material={**answer.material, "args": args}, place=place_prepare, folder=folder,
+                       title=f"translation data ({folder})", changes=[f"prepared into {folder}"])
+    updates = rehearsal.steps * rehearsal.epochs
+    shrink = ["--max-update", str(updates), "--save-interval-updates", str(rehearsal.steps),
+              "--validate-interval-updates", str(rehearsal.steps)]
+    changes = [f"{updates} updates, a checkpoint every {rehearsal.steps}"]
+    if rehearsal.device == "cpu":
+        shrink += ["--max-tokens", "512", "--cpu"]
+        changes.append("batch -> 512 tokens")
+    real_place = answer.place
+
+    def place(folder: Path) -> Placement:
+        placed = real_place(folder)
+        train, *rest = placed.steps
+        placed.steps = [Step(train.module, [*train.args, *shrink], train.torchrun_args), *rest]
+        return placed
+
+    material = {k: v for k, v in answer.material.items() if k != "seed"}
+    return replace(answer, material=material, place=place, changes=changes)
 
 
 def prepare(ask: Ask) -> Answer:

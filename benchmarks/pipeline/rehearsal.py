@@ -77,6 +77,16 @@ def describe(plan: Plan, total: int) -> None:
         print(f"   {run.key}  {run.title}{processes}: {'; '.join(run.changes) or 'as it is'}", flush=True)
 
 
+def _written(path: Path, settle_s: float = 1.0) -> bool:
+    """Whether ``path`` exists and kept its size for ``settle_s``: fairseq copies ``checkpoint_last.pt`` in
+    place (not atomically), and a kill during that copy leaves a truncated file that no resume reads."""
+    if not path.exists():
+        return False
+    size = path.stat().st_size
+    time.sleep(settle_s)
+    return path.exists() and path.stat().st_size == size
+
+
 def kill_then_resume(payload: dict[str, Any], checkpoint: str | None, env: dict[str, str], processes: int) -> int:
     """Start the run's first command, SIGKILL its process group as soon as ``checkpoint`` appears, then run
     all its commands again (they resume from it); the note ``rehearsal.json`` says what happened."""
@@ -94,7 +104,7 @@ def kill_then_resume(payload: dict[str, Any], checkpoint: str | None, env: dict[
             out.flush()
             proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)  # its own process group: torchrun's workers too
-            while proc.poll() is None and not Path(checkpoint).exists():
+            while proc.poll() is None and not _written(Path(checkpoint)):
                 time.sleep(0.2)
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
