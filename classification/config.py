@@ -17,7 +17,14 @@ from typing import Any
 
 import yaml
 
+from classification.data import DATASETS, IMAGE_FOLDER_SIZE, IMAGENET_TRANSFORMS
+from classification.errors import ConfigError
+from classification.methods import METHODS
+from classification.models import MODELS
+from classification.shakedrop import GATES
 from common import DEFAULT_ALPHA_T, SCHEDULE_KINDS
+from common.losses import TF_KD_REG_FORMS
+from common.past_predictions import SHARING_MODES, STORE_DTYPES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -113,15 +120,15 @@ class Config:
 
 
 CHOICES = {
-    "data.name": ("cifar100", "imagenet", "fashion_mnist", "image_folder", "synthetic"),
-    "data.imagenet_transform": ("official", "supplement"),
-    "model.shakedrop_gate": ("batch", "sample"),
+    "data.name": tuple(DATASETS),
+    "data.imagenet_transform": IMAGENET_TRANSFORMS,
+    "model.shakedrop_gate": GATES,
     "method.schedule": SCHEDULE_KINDS,
     "method.past": ("store", "teacher"),
-    "method.store_dtype": ("float32", "float16", "bfloat16"),
+    "method.store_dtype": tuple(STORE_DTYPES),
     "method.store_device": ("cpu", "cuda", "model"),
-    "method.store_sharing": ("replicated", "node"),
-    "method.form": ("paper", "reference"),
+    "method.store_sharing": SHARING_MODES,
+    "method.form": TF_KD_REG_FORMS,
     "runtime.device": ("auto", "cpu", "cuda"),
     "runtime.amp": ("auto", "off", "bf16", "fp16"),
 }
@@ -139,10 +146,6 @@ RANGES = {
 # Keys that do not change what a run computes: a resume may change them.
 RESUMABLE_CHANGES = {"output_dir", "data.num_workers", "data.test_batch_size", "data.download", "data.root",
                      "runtime.threads", "runtime.log_every", "runtime.compile"}
-
-
-class ConfigError(ValueError):
-    """A config key or value is not valid; the message names it and says what is allowed."""
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -203,9 +206,6 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
 
 
 def _validate(cfg: Config) -> None:
-    from classification.methods import METHODS
-    from classification.models import MODELS
-
     for key, value, registry in (("method.name", cfg.method.name, METHODS), ("model.name", cfg.model.name, MODELS)):
         if value not in registry:
             raise ConfigError(f"{key} must be one of {', '.join(sorted(registry))}; got {value!r}")
@@ -233,8 +233,6 @@ def _validate(cfg: Config) -> None:
 def _validate_image_folder(data: DataConfig) -> None:
     """The keys that only ``data.name=image_folder`` reads are refused elsewhere (the other data sets have
     their official transforms); the crop fits the resized image, and mean/std are three RGB values."""
-    from classification.data import IMAGE_FOLDER_SIZE
-
     own = {"data.crop_size": data.crop_size, "data.mean": data.mean, "data.std": data.std}
     if data.name != "image_folder":
         given = [key for key, value in own.items() if value is not None]

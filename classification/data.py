@@ -487,35 +487,67 @@ def _append_train_transform(dataset: Dataset, transform: Callable) -> None:
     dataset.transform = transform if dataset.transform is None else transforms.Compose([dataset.transform, transform])
 
 
+@dataclass(frozen=True)
+class DataRequest:
+    """Everything a data set's builder may read: ``data.*`` of a run's config (see :func:`build_datasets`)."""
+
+    root: str
+    download: bool = False
+    train_size: int | None = None
+    test_size: int | None = None
+    num_classes: int | None = None
+    image_size: int | None = None
+    imagenet_transform: str = "official"
+    crop_size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    augment: bool = True
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A data set of the registry: its builder, and whether the builder cuts the splits to ``train_size`` /
+    ``test_size`` itself (else :func:`build_datasets` takes fixed random subsets of what it returns)."""
+
+    build: Callable[[DataRequest], DataSplits]
+    sizes_itself: bool = False
+
+
+# The registry of data sets, by ``data.name``: a new data set is a builder and a line here.
+DATASETS: dict[str, DatasetEntry] = {
+    "cifar100": DatasetEntry(lambda r: cifar100(r.root, r.download)),
+    "imagenet": DatasetEntry(lambda r: imagenet(r.root, r.imagenet_transform)),
+    "fashion_mnist": DatasetEntry(lambda r: fashion_mnist(r.root, r.download, r.train_size, r.test_size, r.augment),
+                                  sizes_itself=True),
+    "image_folder": DatasetEntry(lambda r: image_folder(r.root, r.image_size, r.crop_size, r.mean, r.std)),
+    "synthetic": DatasetEntry(lambda r: synthetic(r.num_classes or 10, r.train_size or 512, r.test_size or 256,
+                                                  r.image_size or 16), sizes_itself=True),
+}
+
+
 def build_datasets(name: str, root: str, download: bool = False, train_size: int | None = None,
                    test_size: int | None = None, num_classes: int | None = None,
                    image_size: int | None = None, cutout: int | None = None,
                    imagenet_transform: str = "official", crop_size: int | None = None,
                    mean: list[float] | None = None, std: list[float] | None = None,
                    augment: bool = True) -> DataSplits:
-    """The train and test sets of ``name``, each yielding ``(image, target, index)``; ``cutout`` appends
-    Cutout of that size to the training transform; ``imagenet_transform`` as in :func:`imagenet_transforms`;
-    ``image_size``, ``crop_size``, ``mean`` and ``std`` as in :func:`image_folder` (``image_size`` is also the
-    side of the synthetic images); ``augment=False`` drops Fashion-MNIST's flips and shifts."""
-    if name == "cifar100":
-        splits = cifar100(root, download)
-    elif name == "imagenet":
-        splits = imagenet(root, imagenet_transform)
-    elif name == "fashion_mnist":
-        splits = fashion_mnist(root, download, train_size, test_size, augment)
-    elif name == "image_folder":
-        splits = image_folder(root, image_size, crop_size, None if mean is None else tuple(mean),
-                              None if std is None else tuple(std))
-    elif name == "synthetic":
-        splits = synthetic(num_classes or 10, train_size or 512, test_size or 256, image_size or 16)
-    else:
-        raise ValueError(f"unknown data set {name!r}; choose cifar100, imagenet, fashion_mnist, image_folder or "
-                         "synthetic")
+    """The train and test sets of ``name`` (a key of :data:`DATASETS`), each yielding ``(image, target, index)``;
+    ``cutout`` appends Cutout of that size to the training transform; ``imagenet_transform`` as in
+    :func:`imagenet_transforms`; ``image_size``, ``crop_size``, ``mean`` and ``std`` as in :func:`image_folder`
+    (``image_size`` is also the side of the synthetic images); ``augment=False`` drops Fashion-MNIST's flips and
+    shifts."""
+    entry = DATASETS.get(name)
+    if entry is None:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    request = DataRequest(root, download, train_size, test_size, num_classes, image_size, imagenet_transform,
+                          crop_size, None if mean is None else tuple(mean), None if std is None else tuple(std),
+                          augment)
+    splits = entry.build(request)
     if cutout:
         from classification.regularizers import Cutout
 
         _append_train_transform(splits.train, Cutout(cutout))
-    if name in ("cifar100", "imagenet", "image_folder"):
+    if not entry.sizes_itself:
         splits.train, splits.test = _subset(splits.train, train_size), _subset(splits.test, test_size, seed=1)
     return DataSplits(WithIndex(splits.train), WithIndex(splits.test), splits.num_classes, splits.in_channels)
 

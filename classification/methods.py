@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Sampler
 
-from classification.config import ConfigError
+from classification.errors import ConfigError
 from classification.regularizers import MixInfo
 from common import (
     PSKD,
