@@ -79,15 +79,18 @@ def make_plan(args: argparse.Namespace, rehearse: str | None = None) -> tuple[Pl
 
 
 def print_dry_run(plan: Plan) -> None:
+    """Every run with its state, cost and the kind of figure its cost is (an estimate of the profile's cost
+    model, with a GPU rehearsal's measured seconds per step and peak memory where one ran)."""
     states = plan.states()
     unit = plan.cost_unit
-    print(f"{'state':<10} {unit:>12}  {'adapter':<14} {'key':<12}  run")
+    kinds = rehearsal.figure_kinds(plan, str(load_profile(plan.profile).get("cost", {}).get("model", "per_run")))
+    print(f"{'state':<10} {unit:>12}  {'adapter':<14} {'key':<12}  run  [figure]")
     totals: dict[str, float] = {}
     for key, run in plan.runs.items():
         state = states[key]
         cost = 0.0 if state == FINISHED else run.cost
         totals[state] = totals.get(state, 0.0) + cost
-        print(f"{state:<10} {cost:12.2f}  {run.adapter:<14} {key:<12}  {run.title}")
+        print(f"{state:<10} {cost:12.2f}  {run.adapter:<14} {key:<12}  {run.title}  [{kinds[key]}]")
     counts = {s: sum(1 for v in states.values() if v == s) for s in set(states.values())}
     print(f"\n{len(plan.runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     remaining = sum(v for s, v in totals.items() if s != FINISHED)
@@ -177,7 +180,7 @@ def stage_times(plan: Plan, outcomes: dict[str, Outcome]) -> list[tuple[str, flo
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start, started = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
-    device, planned = None, 0
+    device, real = None, None
     if args.rehearse:
         device = rehearsal.device()
         args.results = args.results or str(rehearsal.results_folder(args.profile))
@@ -185,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan, profile = make_plan(args, device)
         if device is not None:
-            planned = len(make_plan(args)[0].runs)
-            rehearsal.describe(plan, planned)
+            real = make_plan(args)[0]
+            rehearsal.describe(plan, len(real.runs))
     except SpecError as err:
         print(f"run_all: {err}", file=sys.stderr)
         return 2
@@ -237,9 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         state["last_work"] = {"when": started, "stages": stages}
         save_state(plan, state)
     path = report.build(plan, profile, saved, stages, performance, earlier)
-    if device is not None:
+    if real is not None and device is not None:
         runs_s = next((seconds for name, seconds in stages if name.startswith("runs (all")), None)
-        path.write_text(path.read_text() + "\n" + "\n".join(rehearsal.section(plan, planned, runs_s, device)))
+        path.write_text(path.read_text() + "\n" + "\n".join(rehearsal.section(plan, len(real.runs), runs_s, device)))
+        rehearsal.save_measured(plan, real, device)
         print(f"== [rehearsal] runs took {0 if runs_s is None else runs_s / 60:.1f} min", flush=True)
     failed = [k for k, o in outcomes.items() if not o.ok]
     print(f"== [{plan.profile}] report: {path}" + (f"; {len(failed)} run(s) failed (see its Failures section)"

@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -70,6 +71,10 @@ PROFILES = {
 TRANSLATION_DIR = str(Path(__file__).resolve().parent)
 TENSORBOARD = "tb"
 RECORD = "record.json"  # a run's record, in its run_dir
+TRAIN_LOG = "train.log"  # the last fairseq-train's output, in its run_dir
+TIMINGS = "train_timings.json"  # the last training command's seconds per update and peak memory
+# fairseq-train's end-of-epoch statistics line; ``ups``: updates per second of training
+EPOCH_STATS = re.compile(r"\| train \| epoch \d+ \|.*\| ups ([0-9.]+)")
 DIRECTION = re.compile(r"^([a-z][a-z_]*)-([a-z][a-z_]*)$")  # translation.prepare's language codes, src-tgt
 
 
@@ -110,8 +115,26 @@ def train(data: Path, direction: str, method: str, profile: str, runs: Path, see
     cmd = train_command(data, direction, method, profile, save_dir, seed, extra)
     save_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(save_dir / "train_command.txt", " ".join(cmd) + "\n")
-    subprocess.run(cmd, check=True, env=fairseq_env())
+    # fairseq-train's output, shown and kept (its --log-file keeps only fairseq_cli.train's own lines)
+    with (subprocess.Popen(cmd, env=fairseq_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc,
+          (save_dir / TRAIN_LOG).open("w", encoding="utf-8") as log):
+        for line in proc.stdout or []:
+            sys.stdout.write(line)
+            log.write(line)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    atomic_write_text(save_dir / TIMINGS, json.dumps(train_timings(save_dir / TRAIN_LOG)) + "\n")
     return save_dir
+
+
+def train_timings(log: Path) -> dict[str, float | str | None]:
+    """Seconds per update (1 / ``ups`` of fairseq-train's last epoch statistics in ``log``) and the peak
+    resident memory of the training process (this process's finished children: fairseq-train on the host)."""
+    found = EPOCH_STATS.findall(log.read_text(encoding="utf-8")) if log.is_file() else []
+    ups = float(found[-1]) if found else 0.0
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+    return {"train_seconds_per_step": round(1.0 / ups, 4) if ups > 0 else None,
+            "peak_memory_mib": round(peak_kib / 1024, 1), "peak_memory_kind": "host RSS of fairseq-train"}
 
 
 HYPOTHESIS = re.compile(r"^H-(\d+)\t[^\t]*\t(.*)$")
@@ -201,6 +224,8 @@ def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, 
                              "paper_pairs": summary.get("paper_pairs", PAPER_PAIRS) if summary else PAPER_PAIRS}
     final = {"bleu": tok.score, "sacrebleu": sacre.score, "signature": sacre.signature,
              "sentences": len(generation.hypotheses), "brevity_penalty": sacre.brevity_penalty}
+    timings = save_dir / TIMINGS
+    record.data["timings"] = json.loads(timings.read_text()) if timings.is_file() else None
     record.finish(final)
     record.write(save_dir / RECORD)
     return final

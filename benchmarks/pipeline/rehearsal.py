@@ -35,8 +35,12 @@ from common.io import atomic_write_json
 from common.jobs import LocalPool, visible_gpus
 from common.tables import markdown_table
 
+MEASURED = "measured.json"  # in the rehearsal's results: each real run's rehearsed figures, and their device
 NOTE = "rehearsal.json"  # in each rehearsed run's folder: whether it was killed and resumed, and its wall time
 STANDIN_FLAG = "PSKD_STANDIN_DATA"  # classification.data.STANDIN_ENV: read the CIFAR-100 stand-in
+# Sizes that differ from the stand-ins' defaults: IWSLT15's six test sets of one talk of two segments (12
+# test sentences), since a model of a few updates generates to the length limit with beam 5.
+STANDIN_SIZES: dict[str, dict[str, int]] = {"iwslt15": {"test_talks_per_set": 1, "segments_per_talk": 2}}
 
 
 def device() -> str:
@@ -58,8 +62,11 @@ def stand_in(results: Path) -> dict[str, str]:
     else:
         start = time.monotonic()
         print(f"== [rehearsal] making the stand-in data sets under {folder}", flush=True)
-        made = {name: {"env": s["env"], "path": str(Path(s["path"]).resolve()), "counts": s["counts"]}
-                for name, s in standin_data.make_all(folder).items()}
+        made = {}
+        for name, make in standin_data.MAKERS.items():
+            summary = make(folder / standin_data.ALL_FOLDERS[name], **STANDIN_SIZES.get(name, {}))
+            made[name] = {"env": summary["env"], "path": str(Path(summary["path"]).resolve()),
+                          "counts": summary["counts"]}
         atomic_write_json(done, made)
         print(f"== [rehearsal] stand-in data made in {time.monotonic() - start:.0f} s", flush=True)
     variables = {entry["env"]: entry["path"] for entry in made.values()}
@@ -181,3 +188,37 @@ def section(plan: Plan, total: int, wall_s: float | None, where: str) -> list[st
     header = ["run", "adapter", "processes", "kill", "wall s", "s/step", "peak MiB", "changed"]
     lines.append(markdown_table(header, rows))
     return [*lines, ""]
+
+
+def save_measured(plan: Plan, real: Plan, where: str) -> Path:
+    """``measured.json``: for each run of the real plan ``real``, the rehearsed run that stood for it (rows of
+    both plans in the same order, one run per seed) with its seconds per step and peak memory, and the device
+    they were measured on; ``--dry-run`` of the real plan reads it (:func:`figure_kinds`)."""
+    figures = {key: _figures(run) for key, run in plan.runs.items()}
+    runs = {}
+    for sid, rows in real.rows.items():
+        for real_row, rehearsed_row in zip(rows, plan.rows.get(sid, []), strict=False):
+            for key, rehearsed in zip(real_row.runs, rehearsed_row.runs, strict=False):
+                step_s, peak = figures.get(rehearsed, (None, None))
+                runs[key] = {"rehearsal": rehearsed, "seconds_per_step": step_s, "peak_memory_mib": peak}
+    return atomic_write_json(plan.results / MEASURED, {"device": where, "runs": runs})
+
+
+def figure_kinds(plan: Plan, cost_model: str) -> dict[str, str]:
+    """For ``--dry-run``: which kind of figure each run's cost is. Always the profile's estimate (``step_times``:
+    FLOP-based seconds per image or step; ``per_run``: a figure per kind of run); where a GPU rehearsal of the
+    profile measured the run, its seconds per step and peak memory beside it (a CPU rehearsal's are no GPU
+    figures and are not shown)."""
+    path = results_folder(plan.profile) / MEASURED
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    measured = saved.get("runs", {}) if saved.get("device") == "cuda" else {}
+    estimate = "estimate (step_times, FLOP-based)" if cost_model == "step_times" else "estimate (per_run)"
+    kinds = {}
+    for key in plan.runs:
+        entry = measured.get(key) or {}
+        if entry.get("seconds_per_step") is None:
+            kinds[key] = estimate
+        else:
+            kinds[key] = (f"{estimate}; GPU rehearsal: {entry['seconds_per_step']:.3f} s/step, "
+                          f"{entry['peak_memory_mib'] or 0:.0f} MiB")
+    return kinds
