@@ -1,0 +1,89 @@
+"""The paper profile's rehearsal (``run_all.py paper --rehearse``, issue 18) end to end, on a representative
+subset that fits CI: PreAct ResNet-18 with PS-KD on the CIFAR-100 stand-in as a 2-GPU run (so 2 gloo processes
+under torchrun, the prediction store's all_gather, a kill at the first checkpoint and the resume), and the
+translation adapter's preparation and one transformer_iwslt_de_en run on the IWSLT15 stand-in. The other
+networks go through the same door hooks and driver; the full rehearsal runs them all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.pipeline.plan import Expander
+from benchmarks.pipeline.specs import load_profile, load_specs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_rehearsal_folds_seeds_and_hyper_parameters(tmp_path: Path) -> None:
+    """CIFAR-100's main table (5 networks x 5 methods x 3 seeds) and Fig. S1 (PreAct ResNet-18's PS-KD at nine
+    alpha_T values x 3 seeds) are 25 rehearsed runs: one per network and method, Fig. S1's in PS-KD's; each
+    run says what the rehearsal changed, and its commands carry the shrinking options."""
+    specs, profile = load_specs(REPO / "benchmarks" / "tables"), load_profile("paper")
+    selected = ["cifar100_main", "fig_s1"]
+    real = Expander(specs, selected, profile, tmp_path).expand()
+    rehearsed = Expander(specs, selected, profile, tmp_path, rehearse="cpu").expand()
+    assert len(real.runs) == 75 + 27
+    assert len(rehearsed.runs) == 25
+    fig_s1 = {key for row in rehearsed.rows["fig_s1"] for key in row.runs}
+    assert len(fig_s1) == 1 and fig_s1 <= {key for row in rehearsed.rows["cifar100_main"] for key in row.runs}
+    for run in rehearsed.runs.values():
+        assert run.changes and "optim.epochs=2" in run.steps[0].args and "data.batch_size=2" in run.steps[0].args
+        assert run.gpus == 1
+
+SPECS = {
+    "rehearse_cifar": """
+id: rehearse_cifar
+kind: table
+adapter: classification
+axes:
+  method:
+    ps_kd: {configs: [methods/ps_kd]}
+    ps_kd_other_alpha: {configs: [methods/ps_kd], overrides: [method.alpha_T=0.5]}
+profiles:
+  paper: {seeds: 2, data: [cifar100], configs: [cifar100_preact_resnet18], gpus: 8}
+""",
+    "rehearse_translation": """
+id: rehearse_translation
+kind: table
+adapter: translation
+axes:
+  direction:
+    de_en: {args: [--direction, de-en, --method, ps_kd]}
+profiles:
+  paper: {seeds: 1, data: [iwslt15], gpus: 1}
+""",
+}
+
+
+@pytest.mark.slow
+def test_paper_rehearsal_subset(tmp_path: Path) -> None:
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    for name, text in SPECS.items():
+        (tables / f"{name}.yaml").write_text(text)
+    results = tmp_path / "results"
+    env = dict(os.environ, OMP_NUM_THREADS="1", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run_all", "paper", "--rehearse", "--tables", str(tables),
+                           "--results", str(results), "--no-performance"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # two seeds and two alpha_T values are one rehearsed run; translation: its preparation and one run
+    assert "3 distinct runs out of the paper plan's 6" in done.stdout
+    notes = [json.loads(p.read_text()) for p in results.glob("runs/*/rehearsal.json")]
+    assert len(notes) == 2, notes  # the classifier and the translation run (the preparation has its own folder)
+    assert all(n["killed"] and n["returncode"] == 0 for n in notes), notes
+    assert sorted(n["processes"] for n in notes) == [1, 2]
+    report = (results / "REPORT.md").read_text()
+    section = report[report.index("## Rehearsal"):]
+    assert section.count("killed, resumed") == 2
+    for line in section.splitlines():
+        if "killed, resumed" in line:  # seconds per step and peak memory of both
+            cells = [c.strip() for c in line.split("|")]
+            assert float(cells[6]) > 0 and float(cells[7]) > 0, line
