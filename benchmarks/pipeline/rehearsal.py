@@ -7,7 +7,7 @@ with its real config, for a few steps each, on stand-in data, before a GPU hour 
   (``rehearse`` in :mod:`common.door`: a few batches, two epochs, a short evaluation, a small batch per
   process on a CPU, the real one per GPU) and keys them by what the rehearsal can tell apart, so runs that
   differ only in seeds or hyper-parameter values share one rehearsed run.
-* Each run with a checkpoint is started, killed (SIGKILL to its process group) as soon as its first checkpoint
+* Each run with a checkpoint is started, killed (SIGKILL to its whole process tree) as soon as its first checkpoint
   appears, then run again with the same commands: the pipeline's own resume path finishes it.
 * A run of more than one GPU runs as 2 processes through its adapter's multi-process path (torchrun; gloo on
   a CPU).
@@ -84,6 +84,36 @@ def describe(plan: Plan, total: int) -> None:
         print(f"   {run.key}  {run.title}{processes}: {'; '.join(run.changes) or 'as it is'}", flush=True)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, read from /proc (torchrun starts its workers in sessions of their own, so
+    killing the launcher's process group leaves them running)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid``'s process group and every process below it, as a node failure or a preempted job ends
+    them all at once."""
+    tree = _descendants(pid)
+    os.killpg(pid, signal.SIGKILL)
+    for child in tree:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def _written(path: Path, settle_s: float = 1.0) -> bool:
     """Whether ``path`` exists and kept its size for ``settle_s``: fairseq copies ``checkpoint_last.pt`` in
     place (not atomically), and a kill during that copy leaves a truncated file that no resume reads."""
@@ -95,7 +125,7 @@ def _written(path: Path, settle_s: float = 1.0) -> bool:
 
 
 def kill_then_resume(payload: dict[str, Any], checkpoint: str | None, env: dict[str, str], processes: int) -> int:
-    """Start the run's first command, SIGKILL its process group as soon as ``checkpoint`` appears, then run
+    """Start the run's first command, SIGKILL its process tree as soon as ``checkpoint`` appears, then run
     all its commands again (they resume from it); the note ``rehearsal.json`` says what happened."""
     log, folder = Path(payload["log"]), Path(payload["log"]).parent
     python = os.environ.get("PSKD_PYTHON_RUNS", sys.executable)
@@ -110,11 +140,11 @@ def kill_then_resume(payload: dict[str, Any], checkpoint: str | None, env: dict[
             out.write(f"\n== [rehearsal] started, to be killed at its first checkpoint: {' '.join(argv)}\n")
             out.flush()
             proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # its own process group: torchrun's workers too
+                                    start_new_session=True)  # its own group, and its tree killed below
             while proc.poll() is None and not _written(Path(checkpoint)):
                 time.sleep(0.2)
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+                _kill_tree(proc.pid)
                 proc.wait()
                 note.update(killed=True, killed_after_s=round(time.monotonic() - start, 1))
                 out.write(f"== [rehearsal] SIGKILL after {note['killed_after_s']} s: {checkpoint} exists\n")
