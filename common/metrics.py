@@ -60,12 +60,15 @@ def _top_k_hits(scores: Tensor, labels: Tensor, ks: tuple[int, ...]) -> Tensor:
     The official ``accuracy`` (main.py, lines 125-139) takes ``torch.topk`` of the logits, which
     breaks ties at the k-th place arbitrarily. Here a label with ``a`` strictly higher classes and
     ``t`` classes at its score (itself included) is a hit in a fraction clamp((k - a) / t, 0, 1) of
-    the tie orders: 1 or 0 without ties, and the expectation of the official count with them.
+    the tie orders: 1 or 0 without ties, and the expectation of the official count with them. A NaN score
+    ranks above every number, as in ``torch.topk``, and a NaN score of the label is a miss (compared with
+    nothing, it would otherwise count as a hit: a diverged model scored 0 % error).
     """
     s_true = scores.gather(1, labels.long().unsqueeze(1))
-    above = (scores > s_true).sum(dim=1, dtype=torch.int32).double()
+    above = ((scores > s_true) | scores.isnan()).sum(dim=1, dtype=torch.int32).double()
     tied = (scores == s_true).sum(dim=1, dtype=torch.int32).clamp_min(1).double()
-    return torch.stack([((k - above) / tied).clamp(0.0, 1.0).sum() for k in ks])
+    valid = (~s_true.isnan()).squeeze(1).double()
+    return torch.stack([(((k - above) / tied).clamp(0.0, 1.0) * valid).sum() for k in ks])
 
 
 def top_k_error(probs: Tensor, labels: Tensor, k: int = 1) -> float:

@@ -256,3 +256,12 @@ def test_bad_shapes_and_empty_input_are_refused():
         ClassificationMetrics().compute()
     with pytest.raises(ValueError, match="bins"):
         ClassificationMetrics(n_bins=0)
+
+
+def test_top_k_error_counts_nan_scores_as_misses() -> None:
+    """A diverged model's NaN logits are no hits (they scored 0 % error before), and a NaN class ranks above
+    the label, as torch.topk ranks NaN first."""
+    logits = torch.tensor([[float("nan")] * 3, [0.0, float("nan"), 1.0], [0.0, 2.0, 1.0]])
+    labels = torch.tensor([0, 2, 1])
+    assert top_k_error(logits, labels, 1) == pytest.approx(200.0 / 3)
+    assert top_k_error(logits, labels, 2) == pytest.approx(100.0 / 3)
