@@ -4,6 +4,7 @@ and the run record they write."""
 from __future__ import annotations
 
 import os
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,22 @@ def default_row(cfg: Config, config: str) -> str:
     return "ps_kd_head" if any(h.get("type") == "PSKDHook" for h in cfg.get("custom_hooks", [])) else "baseline"
 
 
-def write_record(cfg: Config, metrics: dict[str, float], config: str, started: float, row: str | None = None) -> Path:
+def train_timings(runner: Runner) -> dict[str, float | str | None]:
+    """Seconds per training iteration (the mean of mmengine's ``train/time`` in the MessageHub, over this
+    process's iterations) and this process's peak memory: the CUDA allocator's peak on a GPU, the resident
+    set's high-water mark on a CPU."""
+    scalars = runner.message_hub.log_scalars
+    step = float(scalars["train/time"].mean()) if "train/time" in scalars else None
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak, kind = torch.cuda.max_memory_allocated() / 2**20, "CUDA allocator peak"
+    else:
+        peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "host RSS"
+    return {"train_seconds_per_step": None if step is None else round(step, 4), "peak_memory_mib": round(peak, 1),
+            "peak_memory_kind": kind}
+
+
+def write_record(cfg: Config, metrics: dict[str, float], config: str, started: float, row: str | None = None,
+                 timings: dict[str, float | str | None] | None = None) -> Path:
     """:data:`RECORD` in the work dir: per-class AP and mAP (%), labelled by ``row`` (one of :data:`ROWS`;
     :func:`default_row` when not given), its wall time counted from ``started`` (the :func:`time.monotonic`
     reading taken before the Runner was built). VOC runs point at their published row: Table S3's, or
@@ -80,5 +96,6 @@ def write_record(cfg: Config, metrics: dict[str, float], config: str, started: f
     final = {k.split("/")[-1]: v for k, v in metrics.items()}
     final = {("map" if k == "mAP_percent" else k.removeprefix("AP_")): v for k, v in final.items()
              if k.startswith("AP_") or k == "mAP_percent"}
+    record.data["timings"] = timings  # seconds per step and peak memory (train_timings), None when not measured
     record.finish(final)
     return record.write(Path(cfg.work_dir) / RECORD)

@@ -17,7 +17,7 @@ import time
 from mmengine.config import DictAction
 
 from common.cli import document_debug_flag, run_main
-from detection.runs import ROWS, build_runner, load_cfg, write_record
+from detection.runs import ROWS, build_runner, load_cfg, train_timings, write_record
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,9 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     start = time.monotonic()
     runner = build_runner(cfg)
     runner.train()
+    timings = train_timings(runner)  # before testing, whose iterations are not training steps
     metrics = runner.test()
     if runner.rank == 0:
-        print(f"record: {write_record(cfg, metrics, args.config, start, args.row)}")
+        print(f"record: {write_record(cfg, metrics, args.config, start, args.row, timings)}")
 
 
 if __name__ == "__main__":
