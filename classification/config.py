@@ -25,6 +25,7 @@ from classification.shakedrop import GATES
 from common import DEFAULT_ALPHA_T, SCHEDULE_KINDS
 from common.losses import TF_KD_REG_FORMS
 from common.past_predictions import SHARING_MODES, STORE_DTYPES
+from common.pskd import DEFAULT_MIXED_INPUTS, MIXED_INPUT_MODES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -70,6 +71,7 @@ class MethodConfig:
     store_dtype: str = "float32"
     store_device: str = "cpu"
     store_sharing: str = "replicated"
+    cutmix_store: str = DEFAULT_MIXED_INPUTS  # PS-KD with CutMix: what the store keeps, where p_{t-1} comes from
     tau: float = 4.0
     lambda_cls: float = 1.0
     alpha: float = 0.95
@@ -128,6 +130,7 @@ CHOICES = {
     "method.store_dtype": tuple(STORE_DTYPES),
     "method.store_device": ("cpu", "cuda", "model"),
     "method.store_sharing": SHARING_MODES,
+    "method.cutmix_store": MIXED_INPUT_MODES,
     "method.form": TF_KD_REG_FORMS,
     "runtime.device": ("auto", "cpu", "cuda"),
     "runtime.amp": ("auto", "off", "bf16", "fp16"),
@@ -225,6 +228,12 @@ def _validate(cfg: Config) -> None:
     if sorted(milestones) != milestones or any(not 0 < m < cfg.optim.epochs for m in milestones):
         raise ConfigError(f"optim.milestones must increase and lie inside (0, optim.epochs={cfg.optim.epochs}); "
                           f"got {milestones}")
+    if (cfg.method.name == "ps_kd" and cfg.method.past == "store" and cfg.method.cutmix_store == "clean_only"
+            and cfg.regularizer.cutmix_prob == 1.0):
+        raise ConfigError("method.cutmix_store=clean_only writes the PS-KD store from un-mixed batches only, and "
+                          "regularizer.cutmix_prob=1.0 mixes every batch: the targets would stay one-hot (the "
+                          "baseline). Use method.cutmix_store=snapshot (the default) or clean_forward, or a "
+                          "cutmix_prob below 1")
     if cfg.method.schedule == "fixed" and cfg.method.name == "ps_kd" and cfg.method.alpha_T == 0:
         raise ConfigError("method.schedule=fixed with method.alpha_T=0 is plain cross entropy: "
                           "use method.name=baseline")

@@ -38,6 +38,7 @@ from common import (
 )
 from common.io import load_tensors
 from common.methods import method_names
+from common.pskd import DEFAULT_MIXED_INPUTS
 
 Forward = Callable[[Tensor], Tensor]
 Mixer = Callable[[Tensor], tuple[Tensor, MixInfo | None]]
@@ -119,27 +120,51 @@ class ProgressiveSelfKD(Method):
     """PS-KD (paper, Alg. 1) with the prediction store, or with a snapshot teacher (``past="teacher"``):
     a thin user of :class:`common.PSKD`, through the API that the README shows.
 
-    With CutMix, PSKD mixes the two samples' softened targets (the store's rows mixed by the kept area;
-    the teacher is asked about the mixed image itself), and the store keeps the softmax of the mixed image
-    under the id of the image that received the box (no extra forward pass; the row is refreshed by a
-    clean view of the sample in a later epoch with probability 1 - cutmix_prob).
+    With CutMix, the label part of the target is mixed by the kept area, and ``cutmix_store``
+    (``method.cutmix_store``, :data:`common.pskd.MIXED_INPUT_MODES`; measured by
+    ``benchmarks/perf/bench_cutmix_store.py``) says what the store keeps for a mixed batch and where its
+    p_{t-1} comes from. ``snapshot`` (default): a snapshot of the previous epoch's model is asked about the
+    mixed images, and the store keeps the clean batches only (this suite's CutMix mixes a whole batch or
+    none); ``clean_forward``: the model also runs without grad on the clean images of a mixed batch and the
+    store keeps their softmax, a mixed batch reading the two samples' rows mixed; ``clean_only``: as
+    ``clean_forward`` without the extra forward pass, so rows are refreshed only in the epochs in which the
+    sample's batch was not mixed (refused at ``cutmix_prob=1``, where that never happens); ``mixed``: the
+    store keeps the mixed image's softmax under the id of the image that received the box (the targets then
+    drift soft, issue 19). With ``past="teacher"`` every batch asks the snapshot and ``cutmix_store`` is
+    ignored.
     """
 
     def __init__(self, ctx: MethodContext, alpha_T: float, schedule: str = "linear", past: str = "store",
-                 store_dtype: str = "float32", store_device: str = "cpu", store_sharing: str = "replicated") -> None:
+                 store_dtype: str = "float32", store_device: str = "cpu", store_sharing: str = "replicated",
+                 cutmix_store: str = DEFAULT_MIXED_INPUTS) -> None:
         alpha = make_schedule(schedule, alpha_T, ctx.epochs)
         if past == "store":
             device = ctx.device if store_device == "model" else torch.device(store_device)
             provider = PredictionStore(ctx.num_samples, ctx.num_classes, store_dtype, device, store_sharing)
         else:
             provider = SnapshotTeacher(ctx.num_classes)
-        self.pskd = PSKD(alpha, provider)
+        self.pskd = PSKD(alpha, provider, cutmix_store)
+
+    def step(self, forward: Forward, images: Tensor, labels: Tensor, ids: Tensor, mixer: Mixer | None) -> StepResult:
+        mixed_images, mix = (images, None) if mixer is None else mixer(images)
+        clean_logits = None
+        if mix is not None and self.pskd.wants_clean_logits:
+            # The train-mode forward whose softmax an un-mixed step keeps (batch norm on the batch's statistics;
+            # its running statistics see the clean batch too, as on an un-mixed step).
+            with torch.no_grad():
+                clean_logits = forward(images).float()
+        logits = forward(mixed_images).float()
+        return StepResult(self.loss(logits, labels, ids, mixed_images, mix, clean_logits), logits, labels)
 
     def begin_epoch(self, epoch: int) -> dict[str, float]:
         return {"alpha_t": self.pskd.begin_epoch(epoch)}
 
-    def loss(self, logits: Tensor, labels: Tensor, ids: Tensor, images: Tensor, mix: MixInfo | None) -> Tensor:
-        return self.pskd.loss(logits, labels, ids=ids, inputs=images, mix=None if mix is None else mix.mix)
+    def loss(self, logits: Tensor, labels: Tensor, ids: Tensor, images: Tensor, mix: MixInfo | None,
+             clean_logits: Tensor | None = None) -> Tensor:
+        """:meth:`common.PSKD.loss`; ``clean_logits`` (the clean images' logits) when a mixed step of
+        ``cutmix_store=clean_forward`` needs them."""
+        return self.pskd.loss(logits, labels, ids=ids, inputs=images, mix=None if mix is None else mix.mix,
+                              clean_logits=clean_logits)
 
     def end_epoch(self, model: nn.Module) -> None:
         self.pskd.end_epoch(model)
@@ -305,7 +330,7 @@ def _label_smoothing(ctx: MethodContext, cfg: Any, seed: int) -> Method:
 @register_method("ps_kd")
 def _ps_kd(ctx: MethodContext, cfg: Any, seed: int) -> Method:
     return ProgressiveSelfKD(ctx, cfg.alpha_T, cfg.schedule, cfg.past, cfg.store_dtype, cfg.store_device,
-                             cfg.store_sharing)
+                             cfg.store_sharing, cfg.cutmix_store)
 
 
 @register_method("cs_kd")

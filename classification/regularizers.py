@@ -63,6 +63,11 @@ class CutMix:
 
     lam ~ U(0, 1) (Beta(1, 1)), then corrected to the exact kept area. Targets are mixed by the same
     lam (:meth:`MixInfo.mix`), which for PS-KD mixes the two samples' softened targets.
+
+    The whole batch is mixed or none of it (one draw per batch, as clovaai/CutMix-PyTorch's train.py tests
+    ``r < args.cutmix_prob``), so a sample is seen clean in a fraction 1 - ``prob`` of the epochs; inside a
+    mixed batch only a sample that drew itself as partner, or an empty box, keeps its image. PS-KD's
+    ``method.cutmix_store`` decides what the prediction store keeps for the others (:class:`common.PSKD`).
     """
 
     def __init__(self, prob: float = 0.5) -> None:

@@ -97,7 +97,7 @@ def test_tf_kd_self_refuses_a_missing_or_mismatched_teacher(tmp_path, teachers, 
 @pytest.mark.parametrize("past", ["store", "teacher"])
 def test_ps_kd_with_cutmix_mixes_the_softened_targets_and_keeps_the_mixed_softmax_under_the_receiving_id(
         tiny_config, past):
-    trainer = Trainer(tiny_config("ps_kd", epochs=3, **{"method.past": past}))
+    trainer = Trainer(tiny_config("ps_kd", epochs=3, **{"method.past": past, "method.cutmix_store": "mixed"}))
     method = trainer.method
     method.begin_epoch(2)
     ids, labels = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 3])

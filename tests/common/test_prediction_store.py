@@ -102,7 +102,7 @@ def test_with_cutmix_the_targets_mix_the_softened_targets_and_the_row_goes_to_th
     ids, labels = torch.tensor([4, 0, 5]), torch.tensor([1, 3, 0])
     past = _probs(3, 4)
     store.record(ids, past)
-    pskd = PSKD(LinearAlpha(0.8, 4), store)
+    pskd = PSKD(LinearAlpha(0.8, 4), store, "mixed")  # the other modes: tests/classification/test_cutmix_store.py
     pskd.begin_epoch(1)
     lam, perm = 0.3, torch.tensor([2, 0, 1])
     logits = torch.randn(3, 4)
