@@ -79,21 +79,13 @@ def rehearse(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
               f"data.test_size={rehearsal.eval_samples}", f"data.test_batch_size={rehearsal.eval_samples}",
               "data.num_workers=0", f"optim.epochs={rehearsal.epochs}",
               f"optim.milestones=[{rehearsal.epochs - 1}]", "runtime.log_every=1"]
-    real_place = answer.place
-
-    def place(folder: Path) -> Placement:
-        placed = real_place(folder)
-        step = placed.steps[0]
-        placed.steps = [Step(step.module, [*step.args, *shrink], step.torchrun_args)]
-        return placed
-
     kept = {k: v for k, v in config.items() if k not in REHEARSAL_BLIND | REHEARSAL_ON_OFF}
     kept.update({k: config[k] not in (None, 0, 0.0) for k in REHEARSAL_ON_OFF if k in config})
     changes = [f"batch {real_batch} -> {batch} ({rehearsal.processes} process(es))",
                f"epochs {config['optim.epochs']} -> {rehearsal.epochs}",
                f"training set -> {batch * rehearsal.steps} images", f"test set -> {rehearsal.eval_samples} images"]
-    return replace(answer, material={"config": kept, "deps": answer.material["deps"]}, place=place,
-                   changes=changes)
+    return replace(answer, material={"config": kept, "deps": answer.material["deps"]},
+                   place=answer.first_step_extended(shrink), changes=changes)
 
 
 def prepare(ask: Ask) -> None:

@@ -150,3 +150,16 @@ class Answer:
     hours: float | None = None  # the time limit of a run before the runs (a row's run: the spec's)
     per_profile: bool = True  # False: made the same way on every profile, so its key leaves the profile out
     changes: list[str] = field(default_factory=list)  # what a rehearsal changed (``rehearse``), for the report
+
+    def first_step_extended(self, extra: list[str]) -> Callable[[Path], Placement]:
+        """``place`` with ``extra`` appended to the first command's arguments (the later commands as they are):
+        how a door's ``rehearse`` shrinks a run."""
+        real_place = self.place
+
+        def place(folder: Path) -> Placement:
+            placed = real_place(folder)
+            first, *rest = placed.steps
+            placed.steps = [Step(first.module, [*first.args, *extra], first.torchrun_args), *rest]
+            return placed
+
+        return place

@@ -87,17 +87,9 @@ def rehearse(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
     if "backbone" not in answer.material["deps"]:
         shrink.append("model.backbone.init_cfg=None")
         changes.append("backbone from random weights (no download)")
-    real_place = answer.place
-
-    def place(folder: Path) -> Placement:
-        placed = real_place(folder)
-        step = placed.steps[0]
-        placed.steps = [Step(step.module, [*step.args, *shrink], step.torchrun_args)]
-        return placed
-
     options = [o for o in answer.material["options"] if not o.startswith("randomness.seed=")]
     material = {**answer.material, "options": options}
-    return replace(answer, material=material, place=place, changes=changes)
+    return replace(answer, material=material, place=answer.first_step_extended(shrink), changes=changes)
 
 
 def backbone(ask: Ask) -> Answer:

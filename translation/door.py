@@ -75,16 +75,8 @@ def rehearse(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
     if rehearsal.device == "cpu":
         shrink += ["--max-tokens", "512", "--cpu"]
         changes.append("batch -> 512 tokens")
-    real_place = answer.place
-
-    def place(folder: Path) -> Placement:
-        placed = real_place(folder)
-        train, *rest = placed.steps
-        placed.steps = [Step(train.module, [*train.args, *shrink], train.torchrun_args), *rest]
-        return placed
-
     material = {k: v for k, v in answer.material.items() if k != "seed"}
-    return replace(answer, material=material, place=place, changes=changes)
+    return replace(answer, material=material, place=answer.first_step_extended(shrink), changes=changes)
 
 
 def prepare(ask: Ask) -> Answer:
