@@ -55,6 +55,10 @@ def run(ask: Ask) -> Answer:
         deps["teacher"] = teacher.key
     cfg = load_config(configs, overrides + ask.location)
     resolved = {k: v for k, v in flatten(cfg).items() if k not in RESUMABLE_CHANGES and k not in UNKEYED}
+    if not (cfg.method.name == "ps_kd" and cfg.method.past == "store" and cfg.regularizer.cutmix_prob > 0):
+        # method.cutmix_store (added after runs had been keyed) only acts on PS-KD's store under CutMix:
+        # elsewhere it stays out of the key, so that those finished runs are found again
+        resolved.pop("method.cutmix_store", None)
 
     def place(folder: Path) -> Placement:
         args = ["--continue", *(a for c in configs for a in ("--config", c)), *overrides, *ask.location,
