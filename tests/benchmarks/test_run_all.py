@@ -204,7 +204,7 @@ def test_paper_dry_run_lists_every_run_with_gpu_hours(tmp_path, capsys):
     assert len(re.findall(r"table_s2: (?:baseline|ls), seed 0", out)) == 2
     assert "table_s2: ps_kd {'method.alpha_T': 0.3}, seed 0" in out
     for seed in range(3):
-        assert len(re.findall(rf"cifar100_main: \w+ / \w+, seed {seed}\n", out)) == 25
+        assert len(re.findall(rf"cifar100_main: \w+ / \w+, seed {seed}\b", out)) == 25
 
 
 # Supplement Table S2, typed from it: the published settings of each searched method, in its order, and
