@@ -55,11 +55,11 @@ def test_pskd_targets_of_epoch_two_use_the_softmax_recorded_in_epoch_one(tiny_co
             checked.append(len(ids))
         return targets
 
-    def spy_record(logits, *, ids):
+    def spy_record(logits, *, ids, **kwargs):
         if epoch == 1:
             for i, p in zip(ids.tolist(), F.softmax(logits.detach(), 1), strict=True):
                 recorded[i] = p.clone()
-        original_record(logits, ids=ids)
+        original_record(logits, ids=ids, **kwargs)
 
     method.pskd.targets, method.pskd.record = spy_targets, spy_record
     for epoch in range(3):
