@@ -45,19 +45,27 @@ class StoreWithSnapshot(PastPredictions):
         self.store = store
         self.num_classes = store.num_classes
         self.teacher = SnapshotTeacher(store.num_classes)
+        self._closed_without_model = False  # an epoch ended with no model to snapshot
 
     def past_probs(self, labels: Tensor, *, ids: Tensor | None = None, inputs: Any = None,
                    mix: Mix | None = None) -> Tensor:
         if mix is None:
             return self.store.past_probs(labels, ids=ids)
+        if self._closed_without_model and not self.teacher.ready:
+            raise ValueError("a mixed batch reads the snapshot of the previous epoch's model: pass the model to "
+                             "PSKD.end_epoch(model)")
         return self.teacher.past_probs(labels, ids=ids, inputs=inputs, mix=mix)
 
     def record(self, ids: Tensor | None, probs: Tensor) -> None:
         self.store.record(ids, probs)
 
     def end_epoch(self, model: nn.Module | None = None) -> None:
+        """The store's epoch end; the snapshot only with the model (a loop that never mixes need not give it)."""
         self.store.end_epoch(model)
-        self.teacher.end_epoch(model)
+        if model is None:
+            self._closed_without_model = True
+        else:
+            self.teacher.end_epoch(model)
 
     def resume(self, model: nn.Module) -> None:
         self.store.resume(model)

@@ -152,3 +152,17 @@ def test_checks_of_cuda_tensors_never_synchronise():
         check_batch("probs", probs.shape[0], labels.shape[0], "labels")
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_pskd_without_the_model_at_epoch_end_serves_clean_batches_and_refuses_mixed_ones():
+    """A loop that never mixes may call ``end_epoch()`` without the model; a mixed batch then needs the snapshot."""
+
+    pskd = PSKD(LinearAlpha(0.8, 2), PredictionStore(4, 3))
+    labels, ids = torch.tensor([0, 1]), torch.tensor([0, 1])
+    pskd.begin_epoch(0)
+    pskd.loss(torch.randn(2, 3), labels, ids=ids)
+    pskd.end_epoch()
+    pskd.begin_epoch(1)
+    assert pskd.targets(labels, ids=ids).shape == (2, 3)
+    with pytest.raises(ValueError, match=r"pass the model to PSKD\.end_epoch\(model\)"):
+        pskd.targets(labels, ids=ids, inputs=torch.randn(2, 5), mix=lambda t: t)
