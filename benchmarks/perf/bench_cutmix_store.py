@@ -2,7 +2,8 @@
 teacher and CutMix alone, on the same data, model and seeds.
 
     OMP_NUM_THREADS=1 python -m benchmarks.perf.bench_cutmix_store [--seeds 0 1 2] [--epochs 15]
-        [--config demo/base] [--set model.name=resnet8 ...] [--variants ...] [--out results.json]
+        [--config demo/base] [--set model.name=resnet8 ...] [--variants ...] [--timing-rounds 10] [--out results.json]
+    python -m benchmarks.perf.bench_cutmix_store --table results.json [more.json ...]
 
 Variants (``--variants``, all by default): ``baseline`` (CutMix, cross entropy); ``mixed``, ``clean_only``,
 ``clean_forward`` and ``snapshot`` (PS-KD with the store and ``method.cutmix_store=...``, see :class:`common.PSKD`);
@@ -31,8 +32,8 @@ from pathlib import Path
 import torch
 
 from classification.config import Config, load_config
-from classification.evaluate import autocast
 from classification.regularizers import CutMix
+from classification.runtime import autocast
 from classification.trainer import Trainer
 
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -87,7 +88,7 @@ def step_times(base: str, variants: list[str], overrides: list[str], rounds: int
     for _ in range(rounds):
         for variant, (trainer, images, labels, ids) in setups.items():
             def forward(x: torch.Tensor, trainer: Trainer = trainer) -> torch.Tensor:
-                with autocast(trainer.cfg.runtime, trainer.device):  # as the trainer's step runs it
+                with autocast(trainer.precision, trainer.device):  # as the trainer's step runs it
                     return trainer.train_model(x)
 
             for kind, mixer in (("clean", None), ("mixed", CutMix(1.0))):
@@ -130,6 +131,19 @@ def table(results: dict[str, list[dict[str, float]]], times: dict[str, dict]) ->
     return "\n".join(lines)
 
 
+def merge(saved: list[dict]) -> tuple[dict[str, list[dict[str, float]]], dict[str, dict]]:
+    """The runs and step times of several ``--out`` files, in file order (the last step times of a variant win)."""
+    if len({json.dumps([s["config"], s["overrides"]]) for s in saved}) > 1:
+        raise SystemExit("--table: the files measure different regimes (config or overrides differ)")
+    results: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+    times: dict[str, dict] = {}
+    for one in saved:
+        for variant, runs in one["results"].items():
+            results[variant] += runs
+        times.update(one.get("step_times", {}))
+    return {v: runs for v, runs in results.items() if runs or v in times}, times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="demo/base", help="the base config (the method config is the variant's)")
@@ -139,7 +153,12 @@ def main() -> None:
     parser.add_argument("--timing-rounds", type=int, default=10, help="rounds of step timing (0: none)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more config overrides")
     parser.add_argument("--out", type=Path, help="also write every run's numbers to this JSON file")
+    parser.add_argument("--table", type=Path, nargs="+", metavar="JSON",
+                        help="run nothing: print the table of --out files (runs of one regime, e.g. seeds run apart)")
     args = parser.parse_args()
+    if args.table:
+        print(table(*merge([json.loads(path.read_text()) for path in args.table])))
+        return
     overrides = regime_overrides(args.epochs, args.set)
     torch.set_num_threads(1)
     results: dict[str, list[dict[str, float]]] = {v: [] for v in args.variants}
