@@ -240,6 +240,8 @@ class ClassificationMetrics:
         labels = labels.to(probs.device).long()
         scores = probs if logits is None else logits
         confidence, correct = _confidence_and_correct(probs, labels)
+        if self._lower.device != probs.device:  # once, not a host-to-device copy of the edges per batch
+            self._lower, self._upper = self._lower.to(probs.device), self._upper.to(probs.device)
         sums = torch.cat([torch.full((1,), labels.shape[0], dtype=torch.float64, device=probs.device),
                           _top_k_hits(scores, labels, self.topk).to(probs.device),
                           _nll_sum(probs, labels, logits).to(probs.device).reshape(1)])
