@@ -37,7 +37,6 @@ from common.tables import markdown_table
 
 MEASURED = "measured.json"  # in the rehearsal's results: each real run's rehearsed figures, and their device
 NOTE = "rehearsal.json"  # in each rehearsed run's folder: whether it was killed and resumed, and its wall time
-STANDIN_FLAG = "PSKD_STANDIN_DATA"  # classification.data.STANDIN_ENV: read the CIFAR-100 stand-in
 # Sizes that differ from the stand-ins' defaults: IWSLT15's six test sets of one talk of two segments (12
 # test sentences), since a model of a few updates generates to the length limit with beam 5.
 STANDIN_SIZES: dict[str, dict[str, int]] = {"iwslt15": {"test_talks_per_set": 1, "segments_per_talk": 2}}
@@ -69,8 +68,7 @@ def stand_in(results: Path) -> dict[str, str]:
                           "counts": summary["counts"]}
         atomic_write_json(done, made)
         print(f"== [rehearsal] stand-in data made in {time.monotonic() - start:.0f} s", flush=True)
-    variables = {entry["env"]: entry["path"] for entry in made.values()}
-    variables[STANDIN_FLAG] = "1"
+    variables = standin_data.environment(made)
     os.environ.update(variables)
     return variables
 

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from classification.data import STANDIN_MARKER, standin_marker
+from classification.data import STANDIN_ENV, STANDIN_MARKER, standin_marker
 
 GENERATOR = "benchmarks.pipeline.standin_data"
 WNIDS_FILE = Path(__file__).resolve().parent / "imagenet_wnids.txt"
@@ -496,6 +496,12 @@ def make_iwslt15(out: str | Path, talks: int = 23, sentences_per_talk: int = 100
 # ---------------------------------------------------------------------------------------------------- CLI
 
 MAKERS = {"cifar100": make_cifar100, "imagenet": make_imagenet, "voc": make_voc, "iwslt15": make_iwslt15}
+
+
+def environment(made: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The variables that point a profile's data sets at the stand-ins ``made`` (each maker's summary, by data
+    set), and :data:`classification.data.STANDIN_ENV`, without which the CIFAR-100 stand-in is refused."""
+    return {**{entry["env"]: str(entry["path"]) for entry in made.values()}, STANDIN_ENV: "1"}
 
 
 def make_all(out: str | Path, seed: int = 0) -> dict[str, dict[str, Any]]:
