@@ -16,4 +16,5 @@ if __name__ == "__main__":
     trainer = Trainer(load_config(None, overrides))
     trainer.fit()
     final, _ = trainer.evaluate()
-    torch.save({"table": trainer.method.pskd.past.table.clone(), "final": final}, out)
+    # state_dict: the store's table whichever wrapper (method.cutmix_store) holds it
+    torch.save({"table": trainer.method.pskd.past.state_dict()["table"], "final": final}, out)
