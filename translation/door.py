@@ -17,12 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from common.door import Answer, Ask, Placement, Rehearsal, Step, Workload
+from translation.checkpoints import LAST as LAST_CHECKPOINT
 from translation.run import PROFILES, RECORD, fairseq_env, run_dir, train_command
 
 __all__ = ["FRAGMENT_KEYS", "fairseq_env", "prepare", "rehearse", "run", "train_command"]
 
 FRAGMENT_KEYS = {"args"}
-LAST_CHECKPOINT = "checkpoint_last.pt"  # fairseq-train's own, from which it resumes by default
 SUMMARY = "summary.json"  # what translation.prepare writes last, in the prepared folder
 
 

@@ -44,6 +44,7 @@ from common.methods import method_names
 from common.records import RunRecord, load_records
 from common.reference import paper_tables, paper_values
 from common.tables import write_table
+from translation.checkpoints import repair_last
 from translation.prepare import PAPER_PAIRS, bleu_label, format_counts, normalise_punctuation
 
 CRITERIA = {
@@ -71,7 +72,7 @@ PROFILES = {
 TRANSLATION_DIR = str(Path(__file__).resolve().parent)
 TENSORBOARD = "tb"
 RECORD = "record.json"  # a run's record, in its run_dir
-TRAIN_LOG = "train.log"  # the last fairseq-train's output, in its run_dir
+TRAIN_LOG = "train.log"  # every fairseq-train's output of the run, appended, in its run_dir
 TIMINGS = "train_timings.json"  # the last training command's seconds per update and peak memory
 # fairseq-train's end-of-epoch statistics line; ``ups``: updates per second of training
 EPOCH_STATS = re.compile(r"\| train \| epoch \d+ \|.*\| ups ([0-9.]+)")
@@ -115,9 +116,13 @@ def train(data: Path, direction: str, method: str, profile: str, runs: Path, see
     cmd = train_command(data, direction, method, profile, save_dir, seed, extra)
     save_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(save_dir / "train_command.txt", " ".join(cmd) + "\n")
-    # fairseq-train's output, shown and kept (its --log-file keeps only fairseq_cli.train's own lines)
+    repaired = repair_last(save_dir)
+    if repaired:
+        print(repaired, flush=True)
+    # fairseq-train's output, shown and kept (its --log-file keeps only fairseq_cli.train's own lines); appended,
+    # so that a resumed run's log keeps the attempts before it
     with (subprocess.Popen(cmd, env=fairseq_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc,
-          (save_dir / TRAIN_LOG).open("w", encoding="utf-8") as log):
+          (save_dir / TRAIN_LOG).open("a", encoding="utf-8") as log):
         for line in proc.stdout or []:
             sys.stdout.write(line)
             log.write(line)

@@ -114,7 +114,8 @@ def _kill_tree(pid: int) -> None:
 
 def _written(path: Path, settle_s: float = 1.0) -> bool:
     """Whether ``path`` exists and kept its size for ``settle_s``: fairseq copies ``checkpoint_last.pt`` in
-    place (not atomically), and a kill during that copy leaves a truncated file that no resume reads."""
+    place (not atomically); the rehearsal kills after a whole save, as most kills land (a kill during the copy
+    is repaired at the resume by :func:`translation.checkpoints.repair_last`, tested on its own)."""
     if not path.exists():
         return False
     size = path.stat().st_size
