@@ -3,7 +3,8 @@
 Two callers share it: the benchmark driver's local executor (``benchmarks/pipeline/executors.py``, which adds
 dependency order on top) and the random search (``classification.search``). A job's GPUs are taken from the
 free list when it starts and given back when it ends, whichever job ends first, so no two running jobs ever
-share a GPU. On a CPU machine every job gets one slot and, by default, one thread.
+share a GPU. On a CPU machine a job holds one slot per process it runs (one by default, each with one
+thread by default), so that a 2-process job on a 2-core machine runs alone.
 
 Only the standard library: the pool runs commands, and knows nothing of what they train.
 """
@@ -51,7 +52,8 @@ def run_logged(argv: Sequence[str], log: Path, env: dict[str, str], cwd: Path | 
 class LocalPool:
     """``jobs`` slots (default: one per GPU, else one per CPU core) over the GPUs ``gpus`` (default: the
     visible ones; ``[]`` for none). A job asking for n GPUs gets min(max(n, 1), all) of them on a GPU machine,
-    none on a CPU one; a CPU job runs with ``cpu_threads`` threads (``None``: the environment's own).
+    none on a CPU one; a CPU job holds ``processes`` slots (at most all of them) and runs with ``cpu_threads``
+    threads per process (``None``: the environment's own).
 
     Use it as a context manager, or call :meth:`shutdown` when done.
     """
@@ -64,20 +66,27 @@ class LocalPool:
         self.free_gpus = list(self.gpus)
         self.busy = 0
         self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=self.slots)
-        self._held: dict[concurrent.futures.Future[int], list[str]] = {}
+        self._held: dict[concurrent.futures.Future[int], tuple[list[str], int]] = {}
 
     def want(self, gpus: int) -> int:
         """How many GPUs a job asking for ``gpus`` is given."""
         return min(max(gpus, 1), len(self.gpus)) if self.gpus else 0
 
-    def fits(self, gpus: int = 0) -> bool:
-        """Whether a job asking for ``gpus`` can start now: a free slot and enough free GPUs."""
-        return self.busy < self.slots and len(self.free_gpus) >= self.want(gpus)
+    def held_slots(self, processes: int = 1) -> int:
+        """How many slots a job of ``processes`` processes holds: one on a GPU machine (its GPUs bound it), one
+        per process on a CPU one, at most all of them."""
+        return 1 if self.gpus else min(max(processes, 1), self.slots)
 
-    def submit(self, work: Work, gpus: int = 0) -> concurrent.futures.Future[int]:
+    def fits(self, gpus: int = 0, processes: int = 1) -> bool:
+        """Whether a job asking for ``gpus`` (running ``processes`` processes on a CPU) can start now: free
+        slots and enough free GPUs."""
+        return self.busy + self.held_slots(processes) <= self.slots and len(self.free_gpus) >= self.want(gpus)
+
+    def submit(self, work: Work, gpus: int = 0, processes: int = 1) -> concurrent.futures.Future[int]:
         """Start ``work`` on free GPUs (ask :meth:`fits` first); the handle goes to :meth:`poll`."""
-        if not self.fits(gpus):
-            raise RuntimeError(f"no free slot or {self.want(gpus)} free GPU(s) for this job; ask fits() first")
+        if not self.fits(gpus, processes):
+            raise RuntimeError(f"no {self.held_slots(processes)} free slot(s) or {self.want(gpus)} free GPU(s) "
+                               "for this job; ask fits() first")
         taken = self.free_gpus[:self.want(gpus)]
         del self.free_gpus[:len(taken)]
         env = dict(os.environ)
@@ -85,9 +94,10 @@ class LocalPool:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(taken)
         elif self.cpu_threads:
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.cpu_threads)
-        self.busy += 1
+        slots = self.held_slots(processes)
+        self.busy += slots
         future = self._threads.submit(work, env, len(taken))
-        self._held[future] = taken
+        self._held[future] = (taken, slots)
         return future
 
     def poll(self, handle: concurrent.futures.Future[int]) -> int | None:
@@ -96,8 +106,9 @@ class LocalPool:
 
     def _finish(self, handle: concurrent.futures.Future[int]) -> int:
         if handle in self._held:
-            self.busy -= 1
-            self.free_gpus += self._held.pop(handle)
+            taken, slots = self._held.pop(handle)
+            self.busy -= slots
+            self.free_gpus += taken
         try:
             return handle.result()
         except Exception:  # a broken worker is a failed job, reported like the others

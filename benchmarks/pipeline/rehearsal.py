@@ -157,8 +157,8 @@ def kill_then_resume(payload: dict[str, Any], checkpoint: str | None, env: dict[
 
 
 class RehearsalExecutor:
-    """The local pool, each run through :func:`kill_then_resume`; a run of 2 GPUs takes 2 processes (on a CPU
-    one slot: the machine's cores are shared by its processes)."""
+    """The local pool, each run through :func:`kill_then_resume`; a run of 2 GPUs runs as 2 processes, which on
+    a CPU hold 2 of the pool's slots (one per core by default)."""
 
     name = "rehearsal"
 
@@ -166,14 +166,14 @@ class RehearsalExecutor:
         self.pool = LocalPool(jobs)
 
     def fits(self, run: Run) -> bool:
-        return self.pool.fits(run.gpus)
+        return self.pool.fits(run.gpus, max(run.gpus, 1))
 
     def submit(self, run: Run) -> Any:
         payload = run_payload(run)
         checkpoint = None if run.resume is None else str(run.resume)
         wanted = max(run.gpus, 1)
         return self.pool.submit(lambda env, gpus: kill_then_resume(payload, checkpoint, env, gpus or wanted),
-                                run.gpus)
+                                run.gpus, wanted)
 
     def poll(self, handle: Any) -> int | None:
         return self.pool.poll(handle)

@@ -62,6 +62,35 @@ def test_cpu_jobs_take_one_thread_each_unless_told_otherwise(monkeypatch):
     assert seen == [("1", 0), ("5", 0)]
 
 
+def _wait(pool, *handles):
+    while any(pool.poll(h) is None for h in handles):
+        time.sleep(0.01)
+
+
+def test_a_cpu_job_of_two_processes_holds_two_slots_and_never_runs_beside_another(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    release = threading.Event()
+
+    def blocked(env, gpus):
+        release.wait(5)
+        return 0
+
+    with LocalPool(jobs=2, gpus=[]) as pool:
+        assert [pool.held_slots(n) for n in (0, 1, 2, 8)] == [1, 1, 2, 2]
+        one = pool.submit(blocked)
+        assert pool.fits(0, 1) and not pool.fits(0, 2)  # one core is busy: a 2-process job waits
+        release.set()
+        _wait(pool, one)
+        release.clear()
+        two = pool.submit(blocked, 0, 2)
+        assert pool.busy == 2 and not pool.fits(0, 1)  # nothing starts beside it
+        release.set()
+        _wait(pool, two)
+        assert pool.busy == 0 and pool.fits(0, 2)
+    with LocalPool(gpus=["0", "1"]) as pool:
+        assert pool.held_slots(2) == 1  # on GPUs the job's GPUs bound it, not its processes
+
+
 def test_a_failing_job_is_reported_and_the_others_run():
     def broken(env, gpus):
         raise RuntimeError("worker bug")
