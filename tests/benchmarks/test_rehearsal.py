@@ -38,6 +38,17 @@ def test_rehearsal_folds_seeds_and_hyper_parameters(tmp_path: Path) -> None:
         assert run.changes and "optim.epochs=2" in run.steps[0].args and "data.batch_size=2" in run.steps[0].args
         assert run.gpus == 1
 
+def test_a_cpu_rehearsal_leaves_a_gpu_precision_to_the_cpu_and_a_gpu_rehearsal_keeps_it(tmp_path: Path) -> None:
+    """The ImageNet ResNet-152 trains in bf16 (its config): on a CPU the rehearsal resolves it per machine
+    (emulated bf16 is an order of magnitude slower) and says so; on GPUs it keeps the real precision."""
+    specs, profile = load_specs(REPO / "benchmarks" / "tables"), load_profile("paper")
+    for device, expected in (("cpu", True), ("cuda", False)):
+        plan = Expander(specs, ["imagenet"], profile, tmp_path, rehearse=device).expand()
+        for run in plan.runs.values():
+            assert ("runtime.amp=auto" in run.steps[0].args) is expected, device
+            assert any(c.startswith("precision bf16 -> auto") for c in run.changes) is expected, device
+
+
 SPECS = {
     "rehearse_cifar": """
 id: rehearse_cifar
