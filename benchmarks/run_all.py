@@ -80,17 +80,18 @@ def make_plan(args: argparse.Namespace, rehearse: str | None = None) -> tuple[Pl
 
 def print_dry_run(plan: Plan) -> None:
     """Every run with its state, cost and the kind of figure its cost is (an estimate of the profile's cost
-    model, with a GPU rehearsal's measured seconds per step and peak memory where one ran)."""
+    model, or where a GPU rehearsal ran, its measured seconds per step and peak memory)."""
     states = plan.states()
     unit = plan.cost_unit
-    kinds = rehearsal.figure_kinds(plan, str(load_profile(plan.profile).get("cost", {}).get("model", "per_run")))
+    figures = rehearsal.figures(plan, str(load_profile(plan.profile).get("cost", {}).get("model", "per_run")))
     print(f"{'state':<10} {unit:>12}  {'adapter':<14} {'key':<12}  run  [figure]")
     totals: dict[str, float] = {}
     for key, run in plan.runs.items():
         state = states[key]
-        cost = 0.0 if state == FINISHED else run.cost
+        figure, kind = figures[key]
+        cost = 0.0 if state == FINISHED else figure
         totals[state] = totals.get(state, 0.0) + cost
-        print(f"{state:<10} {cost:12.2f}  {run.adapter:<14} {key:<12}  {run.title}  [{kinds[key]}]")
+        print(f"{state:<10} {cost:12.2f}  {run.adapter:<14} {key:<12}  {run.title}  [{kind}]")
     counts = {s: sum(1 for v in states.values() if v == s) for s in set(states.values())}
     print(f"\n{len(plan.runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     remaining = sum(v for s, v in totals.items() if s != FINISHED)

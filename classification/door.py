@@ -67,7 +67,7 @@ def run(ask: Ask) -> Answer:
                          folder / CHECKPOINT, record=True)
 
     workload = Workload(cfg.model.name, epochs=cfg.optim.epochs, images=cfg.data.train_size, dataset=cfg.data.name,
-                        method=cfg.method.name)
+                        method=cfg.method.name, batch=cfg.data.batch_size)
     return Answer("classification", {"config": resolved, "deps": deps}, place, workload, list(ask.data))
 
 

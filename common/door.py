@@ -104,7 +104,7 @@ class Rehearsal:
     """What a door is told when the driver rehearses a profile: where the rehearsed runs go and how big."""
 
     device: str  # "cpu" or "cuda": on a CPU the batch per process shrinks to ``cpu_batch``; on GPUs it is kept
-    processes: int  # processes of this run: min(its GPUs, 2); 2 or more under the adapter's multi-process path
+    processes: int  # processes of this run: min(its GPUs, 2, the GPUs there are on GPUs); 2: the multi-process path
     gpus: int  # the GPUs the real run asks for (per-GPU batch = the real batch / gpus)
     steps: int = 2  # training steps per epoch (the training set is cut to this many batches)
     epochs: int = 2  # so that there is a checkpoint, then a resume that finishes the run
@@ -134,6 +134,20 @@ class Workload:
     images: int | None = None
     dataset: str | None = None
     method: str | None = None
+    batch: int | None = None  # images per optimizer step over all GPUs (``epochs`` x ``images`` workloads)
+
+    def image_count(self, dataset_sizes: dict[str, int]) -> int:
+        """``images``, else the size of ``dataset`` in ``dataset_sizes`` (0 when neither is known)."""
+        return self.images or int(dataset_sizes.get(self.dataset or "", 0))
+
+    def training_steps(self, dataset_sizes: dict[str, int]) -> float | None:
+        """The run's optimizer steps: ``steps``, or ``epochs`` x ``images`` / ``batch``; None when unknown."""
+        if self.steps is not None:
+            return float(self.steps)
+        images = self.image_count(dataset_sizes)
+        if self.epochs is None or not images or not self.batch:
+            return None
+        return float(self.epochs * -(-images // self.batch))
 
 
 @dataclass

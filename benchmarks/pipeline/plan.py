@@ -24,6 +24,7 @@ from typing import Any
 from benchmarks.pipeline.doors import door
 from benchmarks.pipeline.specs import REPO, Spec, SpecError, fragment
 from common.door import Answer, Ask, Prior, Rehearsal, Step, Workload
+from common.jobs import visible_gpus
 
 FINISHED, RESUME, TO_RUN, BLOCKED = "finished", "to resume", "to run", "blocked"
 
@@ -47,6 +48,7 @@ class Run:
     specs: list[str] = field(default_factory=list)
     recorded: bool = False  # ``done`` is a run record (finished when it holds final metrics)
     changes: list[str] = field(default_factory=list)  # what a rehearsal changed in its commands
+    training_steps: float | None = None  # its optimizer steps (Workload.training_steps), for measured costs
 
     @property
     def record(self) -> Path | None:
@@ -339,7 +341,8 @@ class Expander:
         it is when this is no rehearsal or the door has no ``rehearse``."""
         if self.rehearse is None or not hasattr(adapter, "rehearse"):
             return answer
-        processes = min(max(gpus, 1), 2)
+        # on GPUs no more processes than GPUs, so that each keeps the real batch per GPU and its peak memory
+        processes = min(max(gpus, 1), 2, *([max(len(visible_gpus()), 1)] if self.rehearse == "cuda" else []))
         return adapter.rehearse(ask, answer, Rehearsal(self.rehearse, processes, gpus))
 
     def _add(self, answer: Answer, deps: list[str], title: str = "", gpus: int = 0, nodes: int = 1,
@@ -352,7 +355,9 @@ class Expander:
             placed = answer.place(folder)
             self.runs[key] = Run(key, answer.kind, answer.title or title, folder, placed.steps, placed.done,
                                  placed.checkpoint, deps, answer.data, gpus, nodes, answer.hours or hours, seed,
-                                 self._cost(answer), recorded=placed.record, changes=answer.changes)
+                                 self._cost(answer), recorded=placed.record, changes=answer.changes,
+                                 training_steps=None if answer.workload is None else
+                                 answer.workload.training_steps(self.profile.get("dataset_sizes", {})))
         return self.runs[key]
 
     def _cost(self, answer: Answer) -> float:
@@ -370,8 +375,7 @@ class Expander:
         if entry.get("per") == "step":
             units = work.steps or 0
         elif entry.get("per") == "image":
-            images = work.images or int(self.profile.get("dataset_sizes", {}).get(work.dataset, 0))
-            units = (work.epochs or 0) * images
+            units = (work.epochs or 0) * work.image_count(self.profile.get("dataset_sizes", {}))
         else:
             raise SpecError(f"profile {self.name}: step_times.{work.model}.per must be image or step")
         factor = float(self.profile.get("method_cost", {}).get(work.method, 1.0))

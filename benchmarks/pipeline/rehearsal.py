@@ -165,15 +165,20 @@ class RehearsalExecutor:
     def __init__(self, jobs: int | None = None) -> None:
         self.pool = LocalPool(jobs)
 
+    @staticmethod
+    def processes(run: Run) -> int:
+        """As the planner shrank the run: min(its GPUs, 2), and no more than the GPUs there are (the pool's)."""
+        return min(max(run.gpus, 1), 2)
+
     def fits(self, run: Run) -> bool:
-        return self.pool.fits(run.gpus, max(run.gpus, 1))
+        return self.pool.fits(self.processes(run), self.processes(run))
 
     def submit(self, run: Run) -> Any:
         payload = run_payload(run)
         checkpoint = None if run.resume is None else str(run.resume)
-        wanted = max(run.gpus, 1)
+        wanted = self.processes(run)
         return self.pool.submit(lambda env, gpus: kill_then_resume(payload, checkpoint, env, gpus or wanted),
-                                run.gpus, wanted)
+                                wanted, wanted)
 
     def poll(self, handle: Any) -> int | None:
         return self.pool.poll(handle)
@@ -222,7 +227,7 @@ def section(plan: Plan, total: int, wall_s: float | None, where: str) -> list[st
 def save_measured(plan: Plan, real: Plan, where: str) -> Path:
     """``measured.json``: for each run of the real plan ``real``, the rehearsed run that stood for it (rows of
     both plans in the same order, one run per seed) with its seconds per step and peak memory, and the device
-    they were measured on; ``--dry-run`` of the real plan reads it (:func:`figure_kinds`)."""
+    they were measured on; ``--dry-run`` of the real plan reads it (:func:`figures`)."""
     figures = {key: _figures(run) for key, run in plan.runs.items()}
     runs = {}
     for sid, rows in real.rows.items():
@@ -233,21 +238,24 @@ def save_measured(plan: Plan, real: Plan, where: str) -> Path:
     return atomic_write_json(plan.results / MEASURED, {"device": where, "runs": runs})
 
 
-def figure_kinds(plan: Plan, cost_model: str) -> dict[str, str]:
-    """For ``--dry-run``: which kind of figure each run's cost is. Always the profile's estimate (``step_times``:
-    FLOP-based seconds per image or step; ``per_run``: a figure per kind of run); where a GPU rehearsal of the
-    profile measured the run, its seconds per step and peak memory beside it (a CPU rehearsal's are no GPU
-    figures and are not shown)."""
-    path = results_folder(plan.profile) / MEASURED
+def figures(plan: Plan, cost_model: str, measured_file: Path | None = None) -> dict[str, tuple[float, str]]:
+    """For ``--dry-run``: each run's cost and the kind of figure it is. The profile's estimate (``step_times``:
+    FLOP-based seconds per image or step; ``per_run``: a figure per kind of run), replaced, where a GPU
+    rehearsal of the profile measured the run, by its training steps x the measured seconds per step x its
+    GPUs (the rehearsal keeps the real batch per GPU), with the measured peak memory. A CPU rehearsal's
+    figures are no GPU figures and replace nothing. ``measured_file``: default the profile's rehearsal's."""
+    path = measured_file or results_folder(plan.profile) / MEASURED
     saved = json.loads(path.read_text()) if path.is_file() else {}
     measured = saved.get("runs", {}) if saved.get("device") == "cuda" else {}
     estimate = "estimate (step_times, FLOP-based)" if cost_model == "step_times" else "estimate (per_run)"
-    kinds = {}
-    for key in plan.runs:
+    out = {}
+    for key, run in plan.runs.items():
         entry = measured.get(key) or {}
-        if entry.get("seconds_per_step") is None:
-            kinds[key] = estimate
+        step_s = entry.get("seconds_per_step")
+        if step_s is None or run.training_steps is None:
+            out[key] = (run.cost, estimate)
         else:
-            kinds[key] = (f"{estimate}; GPU rehearsal: {entry['seconds_per_step']:.3f} s/step, "
-                          f"{entry['peak_memory_mib'] or 0:.0f} MiB")
-    return kinds
+            hours = run.training_steps * step_s * max(run.gpus, 1) / 3600.0
+            out[key] = (hours, f"measured by a GPU rehearsal: {step_s:.3f} s/step x {run.training_steps:.0f} steps "
+                               f"x {max(run.gpus, 1)} GPU(s), peak {entry.get('peak_memory_mib') or 0:.0f} MiB")
+    return out

@@ -9,6 +9,7 @@ and translation (its BPE preparation) take minutes each on 2 cores, so they are 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.pipeline import rehearsal
 from benchmarks.pipeline.plan import Expander
 from benchmarks.pipeline.specs import load_profile, load_specs
 
@@ -47,6 +49,40 @@ def test_a_cpu_rehearsal_leaves_a_gpu_precision_to_the_cpu_and_a_gpu_rehearsal_k
         for run in plan.runs.values():
             assert ("runtime.amp=auto" in run.steps[0].args) is expected, device
             assert any(c.startswith("precision bf16 -> auto") for c in run.changes) is expected, device
+
+
+def test_dry_run_costs_come_from_a_gpu_rehearsal_where_one_measured_the_run(tmp_path: Path) -> None:
+    """A GPU rehearsal's seconds per step replace the FLOP-based estimate: steps of the real run (90 epochs of
+    ImageNet at 256 images per step) x seconds per step x its 8 GPUs; a CPU rehearsal's replace nothing."""
+    specs, profile = load_specs(REPO / "benchmarks" / "tables"), load_profile("paper")
+    plan = Expander(specs, ["imagenet"], profile, tmp_path).expand()
+    key, run = next((k, r) for k, r in plan.runs.items() if "none / baseline" in r.title)
+    measured = tmp_path / "measured.json"
+    for device in ("cuda", "cpu"):
+        measured.write_text(json.dumps({"device": device, "runs": {key: {"seconds_per_step": 0.5,
+                                                                         "peak_memory_mib": 30000.0}}}))
+        costs = rehearsal.figures(plan, "step_times", measured)
+        hours, kind = costs[key]
+        if device == "cuda":
+            assert hours == pytest.approx(90 * math.ceil(1_281_167 / 256) * 0.5 * 8 / 3600)
+            assert kind.startswith("measured by a GPU rehearsal") and "30000 MiB" in kind
+        else:
+            assert (hours, kind) == (run.cost, "estimate (step_times, FLOP-based)")
+        others = [k for k in plan.runs if k != key]
+        assert all(costs[k] == (plan.runs[k].cost, "estimate (step_times, FLOP-based)") for k in others)
+
+
+def test_a_gpu_rehearsal_runs_no_more_processes_than_gpus_each_at_the_real_batch_per_gpu(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    """ImageNet trains on 8 GPUs at 256 images per step, 32 per GPU: rehearsed with 2 processes where there are
+    2 GPUs (64 per step), with one where there is one (32), so that each GPU holds the real batch."""
+    specs, profile = load_specs(REPO / "benchmarks" / "tables"), load_profile("paper")
+    for visible, processes in (("0,1", 2), ("0", 1)):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        plan = Expander(specs, ["imagenet"], profile, tmp_path, rehearse="cuda").expand()
+        run = next(iter(plan.runs.values()))
+        assert f"data.batch_size={32 * processes}" in run.steps[0].args
+        assert any(f"({processes} process(es))" in change for change in run.changes)
 
 
 SPECS = {
