@@ -183,6 +183,8 @@ class Expander:
                  seeds: int | None = None, trials: int | str | None = None, rehearse: str | None = None) -> None:
         self.specs, self.selected, self.profile, self.results = specs, selected, profile, Path(results)
         self.rehearse = rehearse  # None, or the device ("cpu", "cuda") of a rehearsal: each door shrinks its runs
+        # on GPUs a rehearsed run has no more processes than GPUs, so that each keeps the real batch per GPU
+        self.process_limit = max(len(visible_gpus()), 1) if rehearse == "cuda" else 2
         self.name = profile["name"]
         self.seeds = seeds
         self.trials = trials
@@ -341,8 +343,7 @@ class Expander:
         it is when this is no rehearsal or the door has no ``rehearse``."""
         if self.rehearse is None or not hasattr(adapter, "rehearse"):
             return answer
-        # on GPUs no more processes than GPUs, so that each keeps the real batch per GPU and its peak memory
-        processes = min(max(gpus, 1), 2, *([max(len(visible_gpus()), 1)] if self.rehearse == "cuda" else []))
+        processes = min(max(gpus, 1), 2, self.process_limit)
         return adapter.rehearse(ask, answer, Rehearsal(self.rehearse, processes, gpus))
 
     def _add(self, answer: Answer, deps: list[str], title: str = "", gpus: int = 0, nodes: int = 1,
