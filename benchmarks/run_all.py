@@ -1,7 +1,7 @@
 """The main job: rebuild every table and figure of the paper on a profile, then write REPORT.md.
 
     python -m benchmarks.run_all [smoke|demo|paper] [--only ID[,ID]] [--seeds N] [--trials N|published]
-                                 [--executor local|slurm] [--jobs N] [--dry-run] [--rehearse]
+                                 [--executor local|slurm] [--jobs N] [--dry-run] [--rehearse [networks]]
 
 (``bash benchmarks/run_all.sh ...`` sets the environment up first, then calls this.)
 
@@ -11,7 +11,8 @@ its adapter's resume, a failed one reported in REPORT.md with the tail of its lo
 on; the exit code is 1 when a run failed, 2 when input data are missing (nothing is run then).
 ``--dry-run`` lists every run with its state and cost estimate and runs nothing. ``--rehearse`` runs every
 distinct run of the profile for a few steps on stand-in data, with a kill and a resume each, into
-``results/<profile>-rehearsal/`` (:mod:`benchmarks.pipeline.rehearsal`).
+``results/<profile>-rehearsal/`` (:mod:`benchmarks.pipeline.rehearsal`); ``--rehearse networks`` one run per
+distinct network per adapter, with the runs it needs.
 """
 
 from __future__ import annotations
@@ -52,9 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", help="output folder (default results/<profile>)")
     parser.add_argument("--tables", default=str(TABLES_DIR), help=argparse.SUPPRESS)
     parser.add_argument("--no-performance", action="store_true", help="skip the benchmark scripts")
-    parser.add_argument("--rehearse", action="store_true",
+    parser.add_argument("--rehearse", nargs="?", const="all", choices=["all", "networks"],
                         help="every distinct run for a few steps on stand-in data, each killed at its first "
-                             "checkpoint and resumed, into results/<profile>-rehearsal/ (issue 18)")
+                             "checkpoint and resumed, into results/<profile>-rehearsal/ (issue 18); 'networks': "
+                             "one run per distinct network per adapter, with the runs it needs")
     args = parser.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
         parser.error("--seeds must be at least 1")
@@ -202,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     if report_missing(plan):
         return 2
     states = plan.states()
-    todo = close_over_dependencies(plan, [k for k, s in states.items() if s not in (FINISHED, BLOCKED)])
+    wanted = rehearsal.network_subset(plan) if args.rehearse == "networks" else list(states)
+    if args.rehearse == "networks":
+        print(f"== [rehearsal] the networks subset: {len(wanted)} of the {len(plan.runs)} runs", flush=True)
+    todo = close_over_dependencies(plan, [k for k in wanted if states[k] not in (FINISHED, BLOCKED)])
     print(f"== [{plan.profile}] {len(plan.runs)} runs, {len(todo)} to run or resume, results in {plan.results}",
           flush=True)
     plan.results.mkdir(parents=True, exist_ok=True)
@@ -243,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     path = report.build(plan, profile, saved, stages, performance, earlier)
     if real is not None and device is not None:
         runs_s = next((seconds for name, seconds in stages if name.startswith("runs (all")), None)
-        path.write_text(path.read_text() + "\n" + "\n".join(rehearsal.section(plan, len(real.runs), runs_s, device)))
+        section = rehearsal.section(plan, len(real.runs), runs_s, device, wanted)
+        path.write_text(path.read_text() + "\n" + "\n".join(section))
         rehearsal.save_measured(plan, real, device)
         print(f"== [rehearsal] runs took {0 if runs_s is None else runs_s / 60:.1f} min", flush=True)
     failed = [k for k, o in outcomes.items() if not o.ok]

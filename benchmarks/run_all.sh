@@ -2,9 +2,10 @@
 # The main job: set the environment up, then rebuild the paper's tables and figures on a profile.
 #
 #   bash benchmarks/run_all.sh [smoke|demo|paper] [--only ID[,ID]] [--seeds N] [--executor local|slurm]
-#                              [--jobs N] [--dry-run] [--rehearse]            (default profile: demo)
+#                              [--jobs N] [--dry-run] [--rehearse [networks]]  (default profile: demo)
 #   --rehearse: every distinct run of the profile for a few steps on generated stand-in data, each killed at
-#               its first checkpoint and resumed, into results/<profile>-rehearsal/ (benchmarks/pipeline/rehearsal.py)
+#               its first checkpoint and resumed, into results/<profile>-rehearsal/ (benchmarks/pipeline/rehearsal.py);
+#               --rehearse networks: one run per distinct network per adapter, with the runs it needs
 #
 # Profiles change sizes and data, never code paths:
 #   smoke  CI-sized synthetic data, minutes;

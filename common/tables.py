@@ -39,8 +39,11 @@ class Cell:
 
     @property
     def std(self) -> float | None:
-        """Sample standard deviation over seeds; None with a single seed."""
-        return statistics.stdev(self.values) if len(self.values) > 1 else None
+        """Sample standard deviation over seeds; None with a single seed; NaN where a seed's value is not finite
+        (a diverged run's NLL; ``statistics.stdev`` raises on inf and NaN instead)."""
+        if len(self.values) < 2:
+            return None
+        return statistics.stdev(self.values) if all(map(math.isfinite, self.values)) else math.nan
 
     @property
     def delta(self) -> float | None:

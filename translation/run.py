@@ -21,8 +21,8 @@ output against the tokenised references), the one compared with the paper's BLEU
 and IWSLT papers of its time report tokenised BLEU; and sacrebleu on the hypotheses detokenised with
 sacremoses, against the references after Moses' punctuation normaliser (the one translation.prepare runs
 on the training text), with its signature.
-Extra fairseq-train options go after ``--``; for several GPUs fairseq's own distributed options apply
-(``--distributed-world-size``; see README).
+Extra options go to fairseq-train (``train``) or fairseq-generate (``evaluate``), after ``--``; for several
+GPUs fairseq's own distributed options apply (``--distributed-world-size``; see README).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import re
 import resource
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,15 +158,17 @@ class Generation:
     tokenised_bleu: TokenisedBleu
 
 
-def generate(data: Path, direction: str, checkpoint: Path, beam: int = 5, cpu: bool = True) -> Generation:
-    """Translate every test sentence; fairseq's tokenised BLEU4 comes from the same call."""
+def generate(data: Path, direction: str, checkpoint: Path, beam: int = 5, cpu: bool = True,
+             extra: Sequence[str] = ()) -> Generation:
+    """Translate every test sentence; fairseq's tokenised BLEU4 comes from the same call. ``extra``: more
+    options of fairseq-generate (a rehearsal's ``--max-len-b``)."""
     from sacremoses import MosesDetokenizer
 
     src, tgt = direction.split("-")
     cmd = [sys.executable, "-m", "fairseq_cli.generate", str(Path(data) / "bin" / direction), "--user-dir",
            TRANSLATION_DIR, "--path", str(checkpoint), "--source-lang", src, "--target-lang", tgt,
            "--gen-subset", "test", "--beam", str(beam), "--remove-bpe", "--scoring", "bleu", "--batch-size", "64",
-           "--required-batch-size-multiple", "1", *(["--cpu"] if cpu else [])]
+           "--required-batch-size-multiple", "1", *(["--cpu"] if cpu else []), *extra]
     out = subprocess.run(cmd, check=True, env=fairseq_env(), capture_output=True, text=True).stdout
     hypotheses: dict[int, str] = {}
     targets: dict[int, str] = {}
@@ -189,15 +192,17 @@ def read_summary(data: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, seed: int) -> dict:
-    """Generate, score both ways and write :data:`RECORD`; returns the record's ``final``."""
+def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, seed: int,
+             generate_options: Sequence[str] = ()) -> dict:
+    """Generate (with ``generate_options``, more options of fairseq-generate), score both ways and write
+    :data:`RECORD`; returns the record's ``final``."""
     save_dir = run_dir(runs, direction, method)
     check_direction(data, direction)
     checkpoint = save_dir / "checkpoint_best.pt"
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint}; train first (python -m translation.run train ...)")
     tgt = direction.split("-")[1]
-    generation = generate(data, direction, checkpoint)
+    generation = generate(data, direction, checkpoint, extra=generate_options)
     raw = (Path(data) / "raw" / f"test.{tgt}").read_text(encoding="utf-8").splitlines()
     # translation.prepare normalised the training text, so the model never emits ’ „ “: scoring it against raw
     # references would count every typographic quote as an error.
@@ -209,7 +214,8 @@ def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, 
     summary = read_summary(data)
     own_corpus = summary is not None and summary.get("corpus") == "parallel"  # no paper value to point at
     record = RunRecord(f"{direction}-{method}", {"method": method, "profile": profile, "data": str(data),
-                                                 "train_command": command}, seed,
+                                                 "train_command": command,
+                                                 "generate_options": list(generate_options)}, seed,
                        labels={"direction": direction, "method": method},
                        reference=None if own_corpus else
                        {"table": PAPER_BLEU_TABLE, "path": [direction.replace("-", "_"), method]})
@@ -296,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.action == "train":
         train(Path(args.data), args.direction, args.method, args.profile, Path(args.runs), args.seed, extra)
     else:
-        print(evaluate(Path(args.data), args.direction, args.method, args.profile, Path(args.runs), args.seed))
+        print(evaluate(Path(args.data), args.direction, args.method, args.profile, Path(args.runs), args.seed, extra))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ class Run:
     recorded: bool = False  # ``done`` is a run record (finished when it holds final metrics)
     changes: list[str] = field(default_factory=list)  # what a rehearsal changed in its commands
     training_steps: float | None = None  # its optimizer steps (Workload.training_steps), for measured costs
+    network: str | None = None  # its workload's model (a step_times entry); None for a conversion or preparation
 
     @property
     def record(self) -> Path | None:
@@ -358,7 +359,8 @@ class Expander:
                                  placed.checkpoint, deps, answer.data, gpus, nodes, answer.hours or hours, seed,
                                  self._cost(answer), recorded=placed.record, changes=answer.changes,
                                  training_steps=None if answer.workload is None else
-                                 answer.workload.training_steps(self.profile.get("dataset_sizes", {})))
+                                 answer.workload.training_steps(self.profile.get("dataset_sizes", {})),
+                                 network=None if answer.workload is None else answer.workload.model)
         return self.runs[key]
 
     def _cost(self, answer: Answer) -> float:

@@ -11,6 +11,8 @@ with its real config, for a few steps each, on stand-in data, before a GPU hour 
   appears, then run again with the same commands: the pipeline's own resume path finishes it.
 * A run of more than one GPU runs as 2 processes through its adapter's multi-process path (torchrun; gloo on
   a CPU).
+* ``--rehearse networks`` (the CI's subset) runs one rehearsed run per distinct network per adapter
+  (:func:`network_subset`) with the runs it needs, instead of all of them.
 * REPORT.md is built from the rehearsal's records, with a section of seconds per step and peak memory per
   run, each labelled measured on a GPU or on a CPU.
 """
@@ -80,6 +82,36 @@ def describe(plan: Plan, total: int) -> None:
     for run in plan.runs.values():
         processes = f", {run.gpus} processes" if run.gpus > 1 else ""
         print(f"   {run.key}  {run.title}{processes}: {'; '.join(run.changes) or 'as it is'}", flush=True)
+
+
+def network_subset(plan: Plan) -> list[str]:
+    """One rehearsed run per distinct network per adapter (a run's ``network``: its workload's model, so
+    PyramidNet-200 with ShakeDrop is a network of its own), and every run they need, dependencies first. Of each
+    network's runs, the first (in the plan's order of tables and rows) of a row with a ``ps_kd`` axis value,
+    where there is one: PS-KD's code path (its prediction store, gathered over processes; a detector on a
+    PS-KD backbone, so the ImageNet PS-KD classifier and its conversion come with it); else its first run."""
+    first: dict[tuple[str, str], str] = {}
+    pskd: dict[tuple[str, str], str] = {}
+    for rows in plan.rows.values():
+        for row in rows:
+            for key in row.runs:
+                run = plan.runs[key]
+                if run.network is None:
+                    continue
+                first.setdefault((run.adapter, run.network), key)
+                if "ps_kd" in row.values.values():
+                    pskd.setdefault((run.adapter, run.network), key)
+    order: list[str] = []
+
+    def visit(key: str) -> None:
+        if key not in order:
+            for dep in plan.runs[key].deps:
+                visit(dep)
+            order.append(key)
+
+    for ident, key in first.items():
+        visit(pskd.get(ident, key))
+    return order
 
 
 def _descendants(pid: int) -> list[int]:
@@ -201,16 +233,20 @@ def _figures(run: Run) -> tuple[float | None, float | None]:
     return timings.get("train_seconds_per_step"), timings.get("peak_memory_mib")
 
 
-def section(plan: Plan, total: int, wall_s: float | None, where: str) -> list[str]:
-    """REPORT.md's rehearsal section: each run's changes, kill and resume, seconds per step, peak memory."""
+def section(plan: Plan, total: int, wall_s: float | None, where: str, keys: list[str] | None = None) -> list[str]:
+    """REPORT.md's rehearsal section: each run's changes, kill and resume, seconds per step, peak memory; of
+    the runs ``keys`` (a subset, :func:`network_subset`), else of all."""
     kind = "measured on a GPU" if where == "cuda" else "measured on a CPU (not a GPU figure: the FLOP-based " \
                                                        "step_times estimate of --dry-run stands for GPUs)"
+    keys = list(plan.runs) if keys is None else keys
+    subset = "" if len(keys) == len(plan.runs) else f"{len(keys)} of them (one per network per adapter, with " \
+                                                     f"the runs they need) rehearsed here, "
     lines = ["## Rehearsal", "",
-             f"{len(plan.runs)} distinct runs out of the {plan.profile} plan's {total}, each cut to a few steps on "
-             f"stand-in data; seconds per step and peak memory {kind}."
+             f"{len(plan.runs)} distinct runs out of the {plan.profile} plan's {total}, {subset}each cut to a few "
+             f"steps on stand-in data; seconds per step and peak memory {kind}."
              + (f" Wall time of the runs: {wall_s / 60:.1f} min." if wall_s is not None else ""), ""]
     rows = []
-    for run in plan.runs.values():
+    for run in (plan.runs[key] for key in keys):
         note_path = run.dir / NOTE
         note = json.loads(note_path.read_text()) if note_path.is_file() else {}
         step_s, peak = _figures(run)

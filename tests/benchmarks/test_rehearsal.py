@@ -1,10 +1,6 @@
-"""The paper profile's rehearsal (``run_all.py paper --rehearse``, issue 18): how it folds runs, and end to end
-on the cheapest representative subset: PreAct ResNet-18 with PS-KD on the CIFAR-100 stand-in as a 2-GPU run,
-so 2 gloo processes under torchrun (the prediction store's all_gather, DDP), a kill of the whole process tree at
-the first checkpoint, the resume, the record's seconds per step and peak memory, REPORT.md's section. The other
-networks and adapters go through the same driver and their doors' hooks; detection (Faster R-CNN at VOC sizes)
-and translation (its BPE preparation) take minutes each on 2 cores, so they are left to the full rehearsal.
-"""
+"""The paper profile's rehearsal (``run_all.py paper --rehearse``, issue 18): how it folds runs, how a GPU
+rehearsal's figures replace ``--dry-run``'s estimates, which runs its networks subset picks, and that subset end
+to end (``--rehearse networks``: one run per network per adapter, on the real tables and stand-in data)."""
 
 from __future__ import annotations
 
@@ -51,6 +47,28 @@ def test_a_cpu_rehearsal_leaves_a_gpu_precision_to_the_cpu_and_a_gpu_rehearsal_k
             assert any(c.startswith("precision bf16 -> auto") for c in run.changes) is expected, device
 
 
+def test_each_door_cuts_its_runs_for_a_cpu_rehearsal(tmp_path: Path, monkeypatch) -> None:
+    """On a CPU: ImageNet's ResNet-152 at 2 images per process (4 per step) with lr 0.1 x 4 / 256 (it diverged
+    at lr 0.1); mmdet's R50 on VOC07+12 at one image per process, its two training sets sharing the 2 steps x
+    2 processes; the Transformer's translations cut at 10 tokens in its evaluation only."""
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # stand_in sets the stand-ins' variables: this test's only
+    rehearsal.stand_in(tmp_path)
+    specs, profile = load_specs(REPO / "benchmarks" / "tables"), load_profile("paper")
+    plan = Expander(specs, ["imagenet", "table_s3", "iwslt15_bleu"], profile, tmp_path, rehearse="cpu").expand()
+    runs = list(plan.runs.values())
+    resnet = next(run for run in runs if run.network == "resnet152")
+    lr = next(float(a.split("=", 1)[1]) for a in reversed(resnet.steps[0].args) if a.startswith("optim.lr="))
+    assert lr == pytest.approx(0.1 * 4 / 256) and "data.batch_size=4" in resnet.steps[0].args
+    r50 = next(run for run in runs if run.network == "faster_rcnn_r50")
+    cut = [a for a in r50.steps[0].args if a.startswith("train_dataloader.") and ".indices=" in a]
+    assert len(cut) == 2 and all(a.endswith("=2") for a in cut), cut  # VOC2007 and VOC2012
+    assert "train_dataloader.batch_size=1" in r50.steps[0].args
+    transformer = next(run for run in runs if run.network == "transformer_iwslt_de_en")
+    train, evaluate = transformer.steps
+    assert evaluate.args[0] == "evaluate" and evaluate.args[-2:] == ["--max-len-b", "10"]
+    assert "--max-len-b" not in train.args
+
+
 def test_dry_run_costs_come_from_a_gpu_rehearsal_where_one_measured_the_run(tmp_path: Path) -> None:
     """A GPU rehearsal's seconds per step replace the FLOP-based estimate: steps of the real run (90 epochs of
     ImageNet at 256 images per step) x seconds per step x its 8 GPUs; a CPU rehearsal's replace nothing."""
@@ -85,42 +103,61 @@ def test_a_gpu_rehearsal_runs_no_more_processes_than_gpus_each_at_the_real_batch
         assert any(f"({processes} process(es))" in change for change in run.changes)
 
 
-SPECS = {
-    "rehearse_cifar": """
-id: rehearse_cifar
-kind: table
-adapter: classification
-axes:
-  method:
-    ps_kd: {configs: [methods/ps_kd]}
-    ps_kd_other_alpha: {configs: [methods/ps_kd], overrides: [method.alpha_T=0.5]}
-profiles:
-  paper: {seeds: 2, data: [cifar100], configs: [cifar100_preact_resnet18], gpus: 8}
-""",
-}
+# The issue's list of the paper profile's networks: the five CIFAR networks, PyramidNet-200 with ShakeDrop,
+# ResNet-152, Faster R-CNN R152-FPN and mmdet's R50-FPN, the IWSLT Transformer.
+PAPER_NETWORKS = {("classification", name) for name in ("preact_resnet18", "resnet101", "densenet121",
+                                                        "resnext29_8x64d", "pyramidnet200", "pyramidnet200_shakedrop",
+                                                        "resnet152")}
+PAPER_NETWORKS |= {("detection", "faster_rcnn_r152"), ("detection", "faster_rcnn_r50"),
+                   ("translation", "transformer_iwslt_de_en")}
+
+
+def test_the_networks_subset_is_one_pskd_run_per_network_with_what_it_needs(tmp_path: Path) -> None:
+    """``--rehearse networks``: one run per network of the paper profile, PS-KD's where the network has one,
+    preceded by the runs it needs: the R152 detector on the PS-KD backbone brings the ImageNet PS-KD
+    classifier and its conversion, the Transformer the data preparation."""
+    specs, profile = load_specs(REPO / "benchmarks" / "tables"), load_profile("paper")
+    plan = Expander(specs, list(specs), profile, tmp_path, rehearse="cpu").expand()
+    subset = rehearsal.network_subset(plan)
+    trained = [plan.runs[k] for k in subset if plan.runs[k].network is not None]
+    assert {(run.adapter, run.network) for run in trained} == PAPER_NETWORKS and len(trained) == len(PAPER_NETWORKS)
+    mmdet_r50 = next(run for run in trained if run.network == "faster_rcnn_r50")
+    assert all("ps_kd" in run.title for run in trained if run is not mmdet_r50), [r.title for r in trained]
+    for position, key in enumerate(subset):  # every run it needs, before it
+        assert all(dep in subset[:position] for dep in plan.runs[key].deps), plan.runs[key].title
+    detector = next(run for run in trained if run.network == "faster_rcnn_r152")
+    convert = plan.runs[detector.deps[0]]
+    assert convert.adapter == "convert" and plan.runs[convert.deps[0]].title == "imagenet: none / ps_kd, seed 0"
+    assert {plan.runs[k].adapter for k in subset} == {"classification", "detection", "translation", "convert",
+                                                      "prepare"}
+    assert {run.gpus for run in trained if run.network in ("resnet152", "faster_rcnn_r152")} == {2}
 
 
 @pytest.mark.slow
-def test_paper_rehearsal_subset(tmp_path: Path) -> None:
-    tables = tmp_path / "tables"
-    tables.mkdir()
-    for name, text in SPECS.items():
-        (tables / f"{name}.yaml").write_text(text)
+def test_paper_rehearsal_of_one_run_per_network(tmp_path: Path) -> None:
+    """``run_all.py paper --rehearse networks`` end to end on the real tables: each network's run killed at its
+    first checkpoint and resumed to the end, ResNet-152 and the detectors as 2 gloo processes under torchrun
+    (the prediction store's all_gather, DDP, mmengine's and fairseq's own process groups), the backbone
+    conversion and the data preparation before the runs that read them, REPORT.md's section with seconds per
+    step and peak memory of every trained run."""
     results = tmp_path / "results"
     env = dict(os.environ, OMP_NUM_THREADS="1", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", CUDA_VISIBLE_DEVICES="")
-    done = subprocess.run([sys.executable, "-m", "benchmarks.run_all", "paper", "--rehearse", "--tables", str(tables),
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run_all", "paper", "--rehearse", "networks",
                            "--results", str(results), "--no-performance"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
+                          text=True, timeout=3000, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    # two seeds and two alpha_T values are one rehearsed run
-    assert "1 distinct runs out of the paper plan's 4" in done.stdout
-    notes = [json.loads(p.read_text()) for p in results.glob("runs/*/rehearsal.json")]
-    assert len(notes) == 1 and notes[0]["killed"] and notes[0]["returncode"] == 0, notes
-    assert notes[0]["processes"] == 2
+    assert f"the networks subset: {len(PAPER_NETWORKS) + 2} of the 76 runs" in done.stdout, done.stdout[-3000:]
+    notes = {p.parent.name: json.loads(p.read_text()) for p in results.glob("runs/*/rehearsal.json")}
+    assert len(notes) == len(PAPER_NETWORKS) + 2, notes  # and the conversion and the preparation
+    assert all(note["returncode"] == 0 for note in notes.values()), notes
+    killed = [note for note in notes.values() if note["killed"]]
+    assert len(killed) == len(PAPER_NETWORKS), notes  # every trained run, each once
+    assert sorted(note["processes"] for note in killed) == [1] * 7 + [2] * 3, notes
     report = (results / "REPORT.md").read_text()
     section = report[report.index("## Rehearsal"):]
-    assert section.count("killed, resumed") == 1
-    for line in section.splitlines():
-        if "killed, resumed" in line:  # seconds per step and peak memory of both
-            cells = [c.strip() for c in line.split("|")]
-            assert float(cells[6]) > 0 and float(cells[7]) > 0, line
+    assert f"{len(PAPER_NETWORKS) + 2} of them (one per network per adapter" in section
+    trained_rows = [line for line in section.splitlines() if "killed, resumed" in line]
+    assert len(trained_rows) == len(PAPER_NETWORKS)
+    for line in trained_rows:  # seconds per step and peak memory of each
+        cells = [c.strip() for c in line.split("|")]
+        assert float(cells[6]) > 0 and float(cells[7]) > 0, line

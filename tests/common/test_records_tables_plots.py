@@ -84,6 +84,21 @@ def test_table_mean_std_over_seeds_with_paper_and_delta(tmp_path):
     assert md.read_text().startswith("### Demo") and csv_path.exists()
 
 
+def test_a_diverged_seed_gives_a_nan_spread_not_a_crash_of_the_table(tmp_path):
+    """A run whose NLL is inf (a diverged network) among the seeds: the table is still written, the cell's mean
+    is inf and its spread NaN (statistics.stdev raises AttributeError on inf and NaN)."""
+    _write_run(tmp_path, "ps_kd", 1, 20.0, 2.0)
+    diverged = _write_run(tmp_path, "ps_kd", 2, 21.0, 2.0)
+    record = json.loads(diverged.read_text())
+    record["final"]["nll"] = float("inf")
+    diverged.write_text(json.dumps(record))
+    (row,) = build_rows(load_records(tmp_path), ["method"])
+    assert row.cells["nll"].mean == float("inf") and row.cells["nll"].std != row.cells["nll"].std
+    assert row.cells["top1_err"].std == pytest.approx(0.7071, abs=1e-4)
+    md, csv_path = write_table(load_records(tmp_path), tmp_path / "out" / "table", ["method"], title="Diverged")
+    assert "inf" in md.read_text() and csv_path.exists()
+
+
 def test_best_epoch_is_the_first_lowest_with_its_prefixed_metrics():
     record = RunRecord(name="r", config={}, seed=0)
     assert record.mark_best("top1_err", prefix="val_") is None and "best" not in record.data
