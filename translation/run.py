@@ -21,8 +21,8 @@ output against the tokenised references), the one compared with the paper's BLEU
 and IWSLT papers of its time report tokenised BLEU; and sacrebleu on the hypotheses detokenised with
 sacremoses, against the references after Moses' punctuation normaliser (the one translation.prepare runs
 on the training text), with its signature.
-Extra options go to fairseq-train (``train``) or fairseq-generate (``evaluate``), after ``--``; for several
-GPUs fairseq's own distributed options apply (``--distributed-world-size``; see README).
+Extra fairseq-train options go after ``--``; for several GPUs fairseq's own distributed options apply
+(``--distributed-world-size``; see README).
 """
 
 from __future__ import annotations
@@ -292,6 +292,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", default="results/demo/translation")
     parser.add_argument("--out", help="table: output stem")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-len-b", type=int, help="evaluate: fairseq-generate's length limit (default: its 200 "
+                                                      "tokens; a rehearsal's few updates translate to the limit)")
     args, extra = parser.parse_known_args(argv)
     extra = [e for e in extra if e != "--"]
     if args.action == "table":
@@ -302,7 +304,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.action == "train":
         train(Path(args.data), args.direction, args.method, args.profile, Path(args.runs), args.seed, extra)
     else:
-        print(evaluate(Path(args.data), args.direction, args.method, args.profile, Path(args.runs), args.seed, extra))
+        generate_options = [] if args.max_len_b is None else ["--max-len-b", str(args.max_len_b)]
+        print(evaluate(Path(args.data), args.direction, args.method, args.profile, Path(args.runs), args.seed,
+                       generate_options))
 
 
 if __name__ == "__main__":
