@@ -49,8 +49,8 @@ def test_a_cpu_rehearsal_leaves_a_gpu_precision_to_the_cpu_and_a_gpu_rehearsal_k
 
 def test_each_door_cuts_its_runs_for_a_cpu_rehearsal(tmp_path: Path, monkeypatch) -> None:
     """On a CPU: ImageNet's ResNet-152 at 2 images per process (4 per step) with lr 0.1 x 4 / 256 (it diverged
-    at lr 0.1); mmdet's R50 on VOC07+12 at one image per process, its two training sets sharing the 2 steps x
-    2 processes; the Transformer's translations cut at 10 tokens in its evaluation only."""
+    at lr 0.1); mmdet's R50 on VOC07+12 at one image per process with mmdet's lr scaling, its two training sets
+    sharing the 2 steps x 2 processes; the Transformer's translations cut at 10 tokens in its evaluation only."""
     monkeypatch.setattr(os, "environ", dict(os.environ))  # stand_in sets the stand-ins' variables: this test's only
     rehearsal.stand_in(tmp_path)
     specs, profile = load_specs(REPO / "benchmarks" / "tables"), load_profile("paper")
@@ -62,7 +62,7 @@ def test_each_door_cuts_its_runs_for_a_cpu_rehearsal(tmp_path: Path, monkeypatch
     r50 = next(run for run in runs if run.network == "faster_rcnn_r50")
     cut = [a for a in r50.steps[0].args if a.startswith("train_dataloader.") and ".indices=" in a]
     assert len(cut) == 2 and all(a.endswith("=2") for a in cut), cut  # VOC2007 and VOC2012
-    assert "train_dataloader.batch_size=1" in r50.steps[0].args
+    assert "train_dataloader.batch_size=1" in r50.steps[0].args and "auto_scale_lr.enable=True" in r50.steps[0].args
     transformer = next(run for run in runs if run.network == "transformer_iwslt_de_en")
     train, evaluate = transformer.steps
     assert evaluate.args[0] == "evaluate" and evaluate.args[-2:] == ["--max-len-b", "10"]
