@@ -155,9 +155,11 @@ def _written(path: Path, settle_s: float = 1.0) -> bool:
     return path.exists() and path.stat().st_size == size
 
 
-def kill_then_resume(payload: dict[str, Any], checkpoint: str | None, env: dict[str, str], processes: int) -> int:
-    """Start the run's first command, SIGKILL its process tree as soon as ``checkpoint`` appears, then run
-    all its commands again (they resume from it); the note ``rehearsal.json`` says what happened."""
+def kill_then_resume(payload: dict[str, Any], checkpoint: str | None, env: dict[str, str], processes: int,
+                     settle_s: float = 1.0) -> int:
+    """Start the run's first command, SIGKILL its process tree as soon as ``checkpoint`` appears (and kept its
+    size for ``settle_s``), then run all its commands again (they resume from it); the note ``rehearsal.json``
+    says what happened."""
     log, folder = Path(payload["log"]), Path(payload["log"]).parent
     python = os.environ.get("PSKD_PYTHON_RUNS", sys.executable)
     note: dict[str, Any] = {"processes": processes, "killed": False}
@@ -172,7 +174,7 @@ def kill_then_resume(payload: dict[str, Any], checkpoint: str | None, env: dict[
             out.flush()
             proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)  # its own group, and its tree killed below
-            while proc.poll() is None and not _written(Path(checkpoint)):
+            while proc.poll() is None and not _written(Path(checkpoint), settle_s):
                 time.sleep(0.2)
             if proc.poll() is None:
                 _kill_tree(proc.pid)
@@ -209,7 +211,10 @@ class RehearsalExecutor:
         payload = run_payload(run)
         checkpoint = None if run.resume is None else str(run.resume)
         wanted = self.processes(run)
-        return self.pool.submit(lambda env, gpus: kill_then_resume(payload, checkpoint, env, gpus or wanted),
+        # Only fairseq writes its checkpoint in place; the others' appear whole (a rename, mmengine's
+        # last_checkpoint after the save), and waiting a second let 10-second runs end before their kill.
+        settle_s = 1.0 if run.adapter == "translation" else 0.0
+        return self.pool.submit(lambda env, gpus: kill_then_resume(payload, checkpoint, env, gpus or wanted, settle_s),
                                 wanted, wanted)
 
     def poll(self, handle: Any) -> int | None:

@@ -147,7 +147,7 @@ def test_paper_rehearsal_of_one_run_per_network(tmp_path: Path) -> None:
                           text=True, timeout=3000, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"the networks subset: {len(PAPER_NETWORKS) + 2} of the 76 runs" in done.stdout, done.stdout[-3000:]
-    notes = {p.parent.name: json.loads(p.read_text()) for p in results.glob("runs/*/rehearsal.json")}
+    notes = {p.parent.name: json.loads(p.read_text()) for p in results.rglob("rehearsal.json")}
     assert len(notes) == len(PAPER_NETWORKS) + 2, notes  # and the conversion and the preparation
     assert all(note["returncode"] == 0 for note in notes.values()), notes
     killed = [note for note in notes.values() if note["killed"]]
