@@ -53,6 +53,7 @@ class MethodContext:
     epochs: int
     device: torch.device
     model_builder: Callable[[], nn.Module] | None = None
+    mixes_batches: bool = True  # False when the loop never mixes its batches (no CutMix)
 
 
 @dataclass
@@ -143,7 +144,9 @@ class ProgressiveSelfKD(Method):
             provider = PredictionStore(ctx.num_samples, ctx.num_classes, store_dtype, device, store_sharing)
         else:
             provider = SnapshotTeacher(ctx.num_classes)
-        self.pskd = PSKD(alpha, provider, cutmix_store)
+        # Without CutMix no batch is mixed, so the mode of mixed batches has nothing to decide; "snapshot" would
+        # still copy the model at every epoch's end (a ResNet-152 more per GPU) for a teacher never asked.
+        self.pskd = PSKD(alpha, provider, cutmix_store if ctx.mixes_batches else "clean_only")
 
     def step(self, forward: Forward, images: Tensor, labels: Tensor, ids: Tensor, mixer: Mixer | None) -> StepResult:
         mixed_images, mix = (images, None) if mixer is None else mixer(images)

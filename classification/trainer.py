@@ -135,8 +135,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.optim.milestones, cfg.optim.gamma)
         self.precision = resolve_precision(cfg.runtime, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.method = build_method(cfg.method, MethodContext(len(self.splits.train), self.splits.num_classes,
-                                                             cfg.optim.epochs, self.device, model_builder), cfg.seed)
+        context = MethodContext(len(self.splits.train), self.splits.num_classes, cfg.optim.epochs, self.device,
+                                model_builder, mixes_batches=cfg.regularizer.cutmix_prob > 0)
+        self.method = build_method(cfg.method, context, cfg.seed)
         self.mixer = CutMix(cfg.regularizer.cutmix_prob) if cfg.regularizer.cutmix_prob > 0 else None
         self.train_model: nn.Module = self.model
         if self.world > 1:

@@ -1,4 +1,5 @@
 import copy
+import gc
 import json
 import math
 
@@ -73,6 +74,22 @@ def _first_batch_step(trainer, epoch):
     trainer.train_model.train()
     images, labels, ids = next(iter(trainer.train_loader(epoch)))
     return trainer.method.step(trainer.model, images, labels, ids, None), images, labels
+
+
+def _instances(kind: type) -> int:
+    gc.collect()
+    return sum(type(o) is kind for o in gc.get_objects())
+
+
+@pytest.mark.parametrize("cutmix_prob, copies", [(0.0, 0), (0.5, 1)])
+def test_pskd_snapshots_the_model_at_an_epochs_end_only_when_batches_are_mixed(tiny_config, cutmix_prob, copies):
+    # method.cutmix_store=snapshot (the default) answers mixed batches from a copy of the previous epoch's model;
+    # without CutMix no batch asks it, and the copy would be a second network on every GPU.
+    trainer = Trainer(tiny_config("ps_kd", epochs=2, **{"regularizer.cutmix_prob": cutmix_prob}))
+    assert trainer.method.pskd.mixed_inputs == ("snapshot" if cutmix_prob else "clean_only")
+    before = _instances(type(trainer.model))
+    trainer.train_epoch(0)
+    assert _instances(type(trainer.model)) == before + copies
 
 
 def test_snapshot_teacher_variant_trains_towards_the_previous_epochs_model(tiny_config):
