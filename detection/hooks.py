@@ -1,7 +1,11 @@
-"""``PSKDHook``: tells the PS-KD RoI head that an epoch starts (the shape of mmdet's ``SetEpochInfoHook``)."""
+"""``PSKDHook``: tells the PS-KD RoI head that an epoch starts (the shape of mmdet's ``SetEpochInfoHook``);
+``StopOnNonFiniteLoss``: stops a training whose loss turns NaN or inf."""
 
 from __future__ import annotations
 
+import math
+
+import torch
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -30,3 +34,29 @@ class PSKDHook(Hook):
         runner.message_hub.update_info("pskd_alpha", alpha)
         runner.logger.info(f"PS-KD: epoch {runner.epoch}, alpha_t = {alpha:.4f}, snapshot "
                            f"{'refreshed' if runner.epoch > 0 else 'not yet taken (one-hot targets)'}")
+
+
+@HOOKS.register_module()
+class StopOnNonFiniteLoss(Hook):
+    """Stops training at the first iteration whose loss is NaN or inf, as ``classification.train`` does at an
+    epoch's end: mmengine and mmdet train on through NaN, and mmdet's ``CheckInvalidLossHook`` looks every 50
+    iterations. The checkpoints already written stay. Reading the loss costs nothing more: mmengine's
+    ``RuntimeInfoHook`` already takes each iteration's losses to the host. ``stop=False`` logs a warning instead
+    (a rehearsal, whose stand-in backbones can diverge)."""
+
+    priority = "VERY_LOW"  # after the LoggerHook, so that the iteration's losses are in the log first
+
+    def __init__(self, stop: bool = True) -> None:
+        self.stop = stop
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch: dict | None = None,
+                         outputs: dict | None = None) -> None:
+        loss = float(torch.as_tensor((outputs or {}).get("loss", 0.0)).detach())
+        if math.isfinite(loss):
+            return
+        message = (f"iteration {runner.iter + 1} (epoch {runner.epoch + 1}): the training loss is {loss}. The "
+                   f"checkpoints already in {runner.work_dir} are kept; lower the lr or check the data and the "
+                   "backbone, then train again")
+        if self.stop:
+            raise FloatingPointError(message)
+        runner.logger.warning(message)

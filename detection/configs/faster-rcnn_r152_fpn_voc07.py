@@ -41,3 +41,5 @@ test_evaluator = val_evaluator
 # <work_dir>/<timestamp>/vis_data: `tensorboard --logdir results/<profile>` shows them with the other adapters'.
 vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
 visualizer = dict(vis_backends=vis_backends)
+# A NaN or inf loss stops the run at once (detection/hooks.py): mmengine trains on through it.
+default_hooks = dict(non_finite_loss=dict(type='StopOnNonFiniteLoss'))

@@ -4,10 +4,11 @@
 # gives it 80.4 box AP (model faster_rcnn_r50_fpn_1x_voc0712_20220320_192712, trained with mmdet 2.x);
 # detection/report.py prints that value beside this run's row.
 # Why mmdet's data rather than this suite's VOC2007-only set: 80.4 was measured on VOC07+12, so only this
-# setting has a published number to compare with. The one change from mmdet 3.3's config is the one made in
-# faster-rcnn_r152_fpn_voc07.py: every training box is used (bbox_min_size=0), as in mmdet 2.x, which
-# produced the 80.4 (see that file for mmdet issues #10502 and #11541). The metric is mmdet's VOCMetric with
-# each class's AP added (PerClassVOCMetric), so that the run writes a record.
+# setting has a published number to compare with. The one change from mmdet 3.3's config that can change a
+# result is the one made in faster-rcnn_r152_fpn_voc07.py: every training box is used (bbox_min_size=0), as in
+# mmdet 2.x, which produced the 80.4 (see that file for mmdet issues #10502 and #11541). The metric is mmdet's
+# VOCMetric with each class's AP added (PerClassVOCMetric), so that the run writes a record; a NaN or inf loss
+# stops the run (StopOnNonFiniteLoss, at the end).
 #   torchrun --nproc_per_node=8 -m detection.train detection/configs/faster-rcnn_r50_fpn_voc0712_mmdet.py \
 #       --launcher pytorch
 # Offline: --cfg-options model.backbone.init_cfg.checkpoint=PATH/resnet50-0676ba61.pth (torchvision's file).
@@ -44,3 +45,5 @@ test_evaluator = val_evaluator
 # <work_dir>/<timestamp>/vis_data: `tensorboard --logdir results/<profile>` shows them with the other adapters'.
 vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
 visualizer = dict(vis_backends=vis_backends)
+# A NaN or inf loss stops the run at once (detection/hooks.py): mmengine trains on through it.
+default_hooks = dict(non_finite_loss=dict(type='StopOnNonFiniteLoss'))

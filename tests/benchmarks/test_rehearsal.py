@@ -63,6 +63,7 @@ def test_each_door_cuts_its_runs_for_a_cpu_rehearsal(tmp_path: Path, monkeypatch
     cut = [a for a in r50.steps[0].args if a.startswith("train_dataloader.") and ".indices=" in a]
     assert len(cut) == 2 and all(a.endswith("=2") for a in cut), cut  # VOC2007 and VOC2012
     assert "train_dataloader.batch_size=1" in r50.steps[0].args and "auto_scale_lr.enable=True" in r50.steps[0].args
+    assert "default_hooks.non_finite_loss.stop=False" in r50.steps[0].args  # stand-in backbones reach NaN
     transformer = next(run for run in runs if run.network == "transformer_iwslt_de_en")
     train, evaluate = transformer.steps
     assert evaluate.args[0] == "evaluate" and evaluate.args[-2:] == ["--max-len-b", "10"]

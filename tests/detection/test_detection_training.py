@@ -61,3 +61,16 @@ def test_two_process_gloo_training_through_torchrun(voc):
     log = done.stdout + done.stderr
     assert "Epoch(train) [1][4/4]" in log  # 32 images, batch 4 per process, 2 processes
     assert json.loads((voc / "ddp" / "record.json").read_text())["final"]["map"] >= 0
+
+
+@pytest.mark.slow
+def test_a_diverging_training_stops_at_its_first_non_finite_loss_and_keeps_its_checkpoint(voc):
+    # lr x 1e12 from epoch 2 on: epoch 1 trains and is saved, epoch 2 diverges
+    diverged = _train(voc, "nan", "train_cfg.max_epochs=2", "train_cfg.val_interval=2",
+                      "param_scheduler.0.milestones=[1]", "param_scheduler.0.gamma=1e12",
+                      "default_hooks.logger.interval=1")
+    log = diverged.stdout + diverged.stderr
+    assert diverged.returncode != 0
+    assert "FloatingPointError: iteration " in log and "(epoch 2): the training loss is" in log, log[-3000:]
+    assert "Epoch(train) [2][8/8]" not in log  # 32 images at batch 4: it stopped inside epoch 2
+    assert (voc / "nan" / "epoch_1.pth").is_file()

@@ -196,6 +196,34 @@ def test_hook_refuses_a_model_without_the_pskd_head():
         HOOKS.build(dict(type="PSKDHook")).before_train_epoch(runner)
 
 
+@pytest.mark.parametrize("loss", [float("nan"), float("inf")])
+def test_a_non_finite_loss_stops_training_at_that_iteration_or_is_logged_when_asked(loss, tmp_path):
+    from mmdet.registry import HOOKS
+
+    warnings = []
+    runner = SimpleNamespace(iter=6, epoch=1, work_dir=str(tmp_path), logger=SimpleNamespace(warning=warnings.append))
+    stop = HOOKS.build(dict(type="StopOnNonFiniteLoss"))
+    stop.after_train_iter(runner, 0, outputs={"loss": torch.tensor(2.5), "loss_cls": torch.tensor(loss)})
+    with pytest.raises(FloatingPointError, match=rf"iteration 7 \(epoch 2\): the training loss is {loss}\. The "
+                                                 rf"checkpoints already in {tmp_path} are kept"):
+        stop.after_train_iter(runner, 0, outputs={"loss": torch.tensor(loss)})
+    HOOKS.build(dict(type="StopOnNonFiniteLoss", stop=False)).after_train_iter(runner, 0,
+                                                                               outputs={"loss": torch.tensor(loss)})
+    assert len(warnings) == 1 and f"the training loss is {loss}" in warnings[0]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.py")))
+def test_every_config_stops_on_a_non_finite_loss_after_the_logger_has_written_it(name):
+    from mmdet.registry import HOOKS
+    from mmengine.config import Config
+    from mmengine.runner import get_priority
+
+    hook = Config.fromfile(str(CONFIGS / name)).default_hooks.non_finite_loss
+    assert hook.type == "StopOnNonFiniteLoss" and hook.get("stop", True)
+    # hooks of a lower priority run later: the LoggerHook writes the iteration's losses, then the check stops
+    assert get_priority(HOOKS.get("StopOnNonFiniteLoss").priority) > get_priority(HOOKS.get("LoggerHook").priority)
+
+
 def _roi_head_inputs(model):
     """The RoI head's inputs of one training step of the demo detector: (features, sampling results)."""
     from mmdet.testing import demo_mm_inputs
