@@ -144,9 +144,10 @@ class ProgressiveSelfKD(Method):
             provider = PredictionStore(ctx.num_samples, ctx.num_classes, store_dtype, device, store_sharing)
         else:
             provider = SnapshotTeacher(ctx.num_classes)
-        # Without CutMix no batch is mixed, so the mode of mixed batches has nothing to decide; "snapshot" would
-        # still copy the model at every epoch's end (a ResNet-152 more per GPU) for a teacher never asked.
-        self.pskd = PSKD(alpha, provider, cutmix_store if ctx.mixes_batches else "clean_only")
+        # Without CutMix no batch is mixed and every mode writes the store alike, but "snapshot" would still copy
+        # the model at every epoch's end (a ResNet-152 more per GPU) for a teacher never asked.
+        unasked = cutmix_store == "snapshot" and not ctx.mixes_batches
+        self.pskd = PSKD(alpha, provider, "clean_only" if unasked else cutmix_store)
 
     def step(self, forward: Forward, images: Tensor, labels: Tensor, ids: Tensor, mixer: Mixer | None) -> StepResult:
         mixed_images, mix = (images, None) if mixer is None else mixer(images)
