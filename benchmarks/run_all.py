@@ -30,6 +30,7 @@ from typing import Any
 from benchmarks.pipeline import rehearsal, report
 from benchmarks.pipeline.executors import LocalExecutor, Outcome, SubmititExecutor, schedule
 from benchmarks.pipeline.plan import BLOCKED, FINISHED, Expander, Plan, close_over_dependencies
+from benchmarks.pipeline.slurm import SlurmError
 from benchmarks.pipeline.specs import PROFILES, REPO, TABLES_DIR, SpecError, load_profile, load_specs, select_ids
 
 PIPELINE_STATE = "pipeline.json"
@@ -46,16 +47,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--executor", choices=["local", "slurm"], default="local")
     parser.add_argument("--jobs", type=int, help="runs at a time (local: default one per CPU core, or per GPU)")
     parser.add_argument("--dry-run", action="store_true", help="list every run with its state and cost; run nothing")
-    parser.add_argument("--cluster", default="slurm", choices=["slurm", "local", "debug"],
-                        help="--executor slurm: submitit's cluster ('local' and 'debug' run on this machine)")
     parser.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra Slurm parameter for every job, e.g. partition=gpu or account=abc (repeatable)")
+                        help="--executor slurm: a Slurm parameter for every job, e.g. partition=gpu, account=abc or "
+                             "time=24:00:00 (the most time a job asks; a longer run goes on in a chain of jobs); "
+                             "repeatable")
+    parser.add_argument("--processes-per-node", type=int, metavar="N",
+                        help="--executor slurm: the most processes (GPUs) of a run on one node; a run of more spans "
+                             "several nodes (default: a run's processes share one node)")
     parser.add_argument("--results", help="output folder (default results/<profile>)")
     parser.add_argument("--tables", default=str(TABLES_DIR), help=argparse.SUPPRESS)
     parser.add_argument("--no-performance", action="store_true", help="skip the benchmark scripts")
     parser.add_argument("--rehearse", nargs="?", const="all", choices=["all", "networks"],
                         help="every distinct run for a few steps on stand-in data, each killed at its first "
-                             "checkpoint and resumed, into results/<profile>-rehearsal/ (issue 18); 'networks': "
+                             "checkpoint and resumed, into results/<profile>-rehearsal/; 'networks': "
                              "one run per distinct network per adapter, with the runs it needs")
     args = parser.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
@@ -68,6 +72,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--jobs must be at least 1")
     if any("=" not in item for item in args.slurm):
         parser.error("--slurm takes KEY=VALUE, e.g. --slurm partition=gpu")
+    if args.processes_per_node is not None and args.processes_per_node < 1:
+        parser.error("--processes-per-node must be at least 1")
+    if (args.slurm or args.processes_per_node) and args.executor != "slurm":
+        parser.error("--slurm and --processes-per-node go with --executor slurm")
     return args
 
 
@@ -215,14 +223,25 @@ def main(argv: list[str] | None = None) -> int:
     if device is not None:
         executor = rehearsal.RehearsalExecutor(args.jobs)
     elif args.executor == "slurm":
-        executor = SubmititExecutor(plan.results / "submitit", args.cluster,
-                                    dict(item.split("=", 1) for item in args.slurm), args.jobs)
+        try:
+            executor = SubmititExecutor(plan.results / "submitit", dict(item.split("=", 1) for item in args.slurm),
+                                        args.jobs, args.processes_per_node,
+                                        float(os.environ.get("PSKD_SLURM_POLL_S", 10)),
+                                        report=lambda line: print(line, flush=True))
+        except SlurmError as err:
+            print(f"run_all: {err}", file=sys.stderr)
+            return 2
     else:
         executor = LocalExecutor(args.jobs)
     outcomes: dict[str, Outcome] = {}
     if todo:
         t0 = time.monotonic()
-        outcomes = schedule(plan, todo, executor, report=lambda line: print(line, flush=True))
+        try:
+            outcomes = schedule(plan, todo, executor, report=lambda line: print(line, flush=True))
+        except SlurmError as err:
+            print(f"run_all: {err}; the jobs already submitted go on, and the same command reattaches to them",
+                  file=sys.stderr)
+            return 2
         stages.append(("runs (all adapters, pooled)", time.monotonic() - t0))
         stages += stage_times(plan, outcomes)
     state = load_state(plan)

@@ -50,8 +50,9 @@ class Step:
         if nodes <= 1:  # a free rendezvous port, so that two runs of the local pool can share a node
             launch.append("--standalone")
         else:
+            endpoint = master if master and ":" in master else f"{master}:29500"  # host, or host:port
             launch += [f"--nnodes={nodes}", f"--node_rank={node_rank}", "--rdzv_backend=c10d",
-                       f"--rdzv_endpoint={master}:29500", f"--rdzv_id={job_id}"]
+                       f"--rdzv_endpoint={endpoint}", f"--rdzv_id={job_id}"]
         return [*launch, "-m", self.module, *self.args, *self.torchrun_args]
 
 

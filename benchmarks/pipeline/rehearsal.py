@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.pipeline import standin_data
-from benchmarks.pipeline.executors import execute, run_payload
+from benchmarks.pipeline.executors import LocalExecutor, execute, run_payload
 from benchmarks.pipeline.plan import Plan, Run
 from benchmarks.pipeline.specs import REPO
 from common.door import Step
 from common.io import atomic_write_json
-from common.jobs import LocalPool, visible_gpus
+from common.jobs import visible_gpus
 from common.tables import markdown_table
 
 MEASURED = "measured.json"  # in the rehearsal's results: each real run's rehearsed figures, and their device
@@ -190,14 +190,11 @@ def kill_then_resume(payload: dict[str, Any], checkpoint: str | None, env: dict[
     return code
 
 
-class RehearsalExecutor:
+class RehearsalExecutor(LocalExecutor):
     """The local pool, each run through :func:`kill_then_resume`; a run of 2 GPUs runs as 2 processes, which on
     a CPU hold 2 of the pool's slots (one per core by default)."""
 
     name = "rehearsal"
-
-    def __init__(self, jobs: int | None = None) -> None:
-        self.pool = LocalPool(jobs)
 
     @staticmethod
     def processes(run: Run) -> int:
@@ -216,12 +213,6 @@ class RehearsalExecutor:
         settle_s = 1.0 if run.adapter == "translation" else 0.0
         return self.pool.submit(lambda env, gpus: kill_then_resume(payload, checkpoint, env, gpus or wanted, settle_s),
                                 wanted, wanted)
-
-    def poll(self, handle: Any) -> int | None:
-        return self.pool.poll(handle)
-
-    def shutdown(self) -> None:
-        self.pool.shutdown()
 
 
 def _figures(run: Run) -> tuple[float | None, float | None]:

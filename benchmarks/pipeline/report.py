@@ -16,6 +16,7 @@ from typing import Any
 
 from benchmarks.pipeline import figures
 from benchmarks.pipeline.plan import Plan, Row
+from benchmarks.pipeline.slurm import Journal
 from benchmarks.pipeline.specs import REPO, Spec
 from common.io import atomic_write_text
 from common.reference import paper_tables, reference_note
@@ -280,6 +281,24 @@ def failures(plan: Plan, outcomes: dict[str, dict[str, Any]]) -> list[str]:
     return lines or ["None.", ""]
 
 
+def slurm_jobs(plan: Plan) -> list[str]:
+    """Each run's Slurm jobs, oldest first, from its journal: a run longer than its partition allows shows a chain
+    (TIMEOUT, then the job that went on), a preempted one its requeues."""
+    rows = []
+    for run in plan.runs.values():
+        journal = Journal.of(run.dir)
+        if not journal.jobs:
+            continue
+        chain = ", ".join(f"{job.id} {job.state}" + (f" ({job.restarts} requeues)" if job.restarts else "")
+                          for job in journal.jobs)
+        limit = journal.jobs[-1].time_min
+        rows.append([run.title, str(len(journal.jobs)), f"{limit} min" if limit else "?", chain])
+    if not rows:
+        return []
+    return ["## Slurm jobs", "", "Every job submitted for each run (`slurm-jobs.json` in its folder), oldest first; "
+            "the time each job asked for.", "", markdown_table(["run", "jobs", "time per job", "job: state"], rows), ""]
+
+
 def stage_table(stages: list[tuple[str, float]]) -> list[str]:
     return [markdown_table(["stage", "seconds"], ([name, f"{seconds:.1f}"] for name, seconds in stages))]
 
@@ -316,6 +335,7 @@ def build(plan: Plan, profile: dict[str, Any], outcomes: dict[str, dict[str, Any
     if not performance:
         lines += ["Not run.", ""]
     lines += ["## Failures", "", *failures(plan, outcomes)]
+    lines += slurm_jobs(plan)
     lines += ["## Wall time per stage", "", *stage_table(stages)]
     if earlier:
         lines += [f"This invocation trained and measured nothing; the last one that did, started "

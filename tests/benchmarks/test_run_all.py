@@ -444,19 +444,3 @@ def test_interrupted_run_resumes(tmp_path):
     attempts = plan.runs[key].log.read_text().split("\n== ")
     resumed = [line for line in attempts[-1].splitlines() if line.startswith("epoch ")]
     assert resumed and not resumed[0].startswith("epoch 1/"), resumed[:2]
-
-
-@pytest.mark.slow
-def test_submitit_executor_runs_the_same_path(tmp_path):
-    pytest.importorskip("submitit")
-    tables = tmp_path / "tables"
-    tables.mkdir()
-    (tables / "tiny.yaml").write_text(TINY_SPEC.replace("EPOCHS", "1").replace("TRAIN", "128"))
-    results = tmp_path / "results"
-    code = run_all.main(["smoke", "--executor", "slurm", "--cluster", "local", "--results", str(results),
-                         "--tables", str(tables), "--no-performance"])
-    assert code == 0
-    plan = run_all.make_plan(run_all.parse_args(["smoke", "--results", str(results), "--tables", str(tables)]))[0]
-    assert set(plan.states().values()) == {FINISHED}
-    assert list((results / "submitit").glob("*_log.out"))
-    assert "Tiny table" in (results / "REPORT.md").read_text()
