@@ -41,7 +41,7 @@ class Step:
     args: list[str]
     torchrun_args: list[str] | None = None  # None: never launched through torchrun
 
-    def argv(self, python: str, gpus: int, nodes: int = 1, node_rank: int = 0, master: str | None = None,
+    def argv(self, python: str, gpus: int, nodes: int = 1, master: str | None = None,
              job_id: str = "pskd") -> list[str]:
         """The command line on one node; torchrun's launch only with several GPUs or nodes."""
         if self.torchrun_args is None or (gpus <= 1 and nodes <= 1):
@@ -51,8 +51,9 @@ class Step:
             launch.append("--standalone")
         else:
             endpoint = master if master and ":" in master else f"{master}:29500"  # host, or host:port
-            launch += [f"--nnodes={nodes}", f"--node_rank={node_rank}", "--rdzv_backend=c10d",
-                       f"--rdzv_endpoint={endpoint}", f"--rdzv_id={job_id}"]
+            # c10d numbers the nodes as they arrive (torchrun ignores --node_rank with it)
+            launch += [f"--nnodes={nodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}",
+                       f"--rdzv_id={job_id}"]
         return [*launch, "-m", self.module, *self.args, *self.torchrun_args]
 
 

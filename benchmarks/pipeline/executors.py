@@ -69,7 +69,7 @@ def execute(payload: dict[str, Any], env: dict[str, str] | None = None, node_ran
     python = os.environ.get("PSKD_PYTHON_RUNS", sys.executable)
     for step in payload["steps"]:
         argv = Step(step["module"], step["args"], step["torchrun_args"]).argv(
-            python, payload["gpus"], payload["nodes"], node_rank, master, payload["key"])
+            python, payload["gpus"], payload["nodes"], master, payload["key"])
         code = run_logged(argv, log, env or dict(os.environ), REPO)
         if code != 0:
             return code
@@ -295,7 +295,6 @@ class SubmititExecutor:
             slurm.cancel(entry.id)
             handle.journal.update(entry, state="CANCELLED")
             handle.note = f"job {entry.id} cannot start ({state.reason}): {advice}"
-            self.report(f"[slurm] {run.title}: {handle.note}")
             return 1
         if state is None and self.queue.may_miss(entry):
             return None

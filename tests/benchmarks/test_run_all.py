@@ -142,8 +142,9 @@ def test_torchrun_only_for_several_gpus_or_nodes():
     many = step.argv("py", gpus=8)
     assert many[:4] == ["py", "-m", "torch.distributed.run", "--nproc_per_node=8"]
     assert "--standalone" in many  # a free rendezvous port: two runs of the local pool may share a node
-    nodes = step.argv("py", gpus=8, nodes=2, node_rank=1, master="node7")
-    assert "--nnodes=2" in nodes and "--node_rank=1" in nodes and "--rdzv_endpoint=node7:29500" in nodes
+    nodes = step.argv("py", gpus=8, nodes=2, master="node7")
+    assert "--nnodes=2" in nodes and "--rdzv_backend=c10d" in nodes and "--rdzv_endpoint=node7:29500" in nodes
+    assert "--rdzv_endpoint=node7:20012" in step.argv("py", gpus=4, nodes=2, master="node7:20012")
     assert "--standalone" not in nodes
 
 
