@@ -220,6 +220,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.train_model.train()
+        lr = self.optimizer.param_groups[0]["lr"]  # the rate of this epoch's steps (the scheduler steps after them)
         info = self.method.begin_epoch(epoch)
         loader = self.train_loader(epoch)
         total_loss = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -252,7 +253,7 @@ class Trainer:
                                 f"({self.run_dir / CHECKPOINT}) is kept; lower optim.lr or check the data.")
         self.scheduler.step()
         return {"train_loss": train_loss, "train_top1_err": 100.0 * (1 - sums[1].item() / sums[2].item()), **timing,
-                **info}
+                "lr": lr, **info}
 
     def _progress(self, epoch: int, step: int, steps: int, start: float, loss: float) -> None:
         elapsed = time.monotonic() - start
@@ -285,7 +286,7 @@ class Trainer:
             val, predictions = self.evaluate(keep_predictions=last)
             scalars = {k: v for k, v in val.items() if k != "calibration"}
             self.record.add_epoch(epoch, **train, **{f"val_{k}": v for k, v in scalars.items()},
-                                  lr=self.optimizer.param_groups[0]["lr"], seconds=time.monotonic() - epoch_start)
+                                  seconds=time.monotonic() - epoch_start)
             self.record.mark_best("top1_err", prefix="val_")  # the official code keeps the best top-1 and the last
             if last:
                 final = val
