@@ -63,6 +63,12 @@ class RegularizerConfig:
 
 @dataclass
 class MethodConfig:
+    """Each method's settings; the defaults and their sources (tests/test_code_defaults.py holds them to these):
+    epsilon (label smoothing) TF-KD my_loss_function.py loss_label_smoothing ``alpha = 0.1``; alpha_T PS-KD main.py
+    ``--alpha_T`` 0.8; tau and lambda_cls cs-kd train.py ``--temp 4.0`` and ``--lamda 1.0``; alpha TF-KD
+    experiments/kd_experiments/resnet18_distill/resnet18_self_teacher/params.json ``"alpha": 0.95``; a TF-KD
+    my_loss_function.py loss_kd_regularization ``correct_prob = 0.99``."""
+
     name: str = "baseline"
     epsilon: float = 0.1
     alpha_T: float = DEFAULT_ALPHA_T
@@ -83,6 +89,9 @@ class MethodConfig:
 
 @dataclass
 class OptimConfig:
+    """PS-KD main.py's recipe: ``--lr 0.1``, SGD momentum 0.9 with Nesterov, ``--weight_decay 5e-4``,
+    ``--end_epoch 300``, ``--lr_decay_schedule 150 225`` and ``--lr_decay_rate 0.1``."""
+
     lr: float = 0.1
     momentum: float = 0.9
     nesterov: bool = True
