@@ -153,6 +153,12 @@ class LocalExecutor:
     def poll(self, handle: Any) -> int | None:
         return self.pool.poll(handle)
 
+    def explain(self, handle: Any) -> str:
+        return ""
+
+    def status(self) -> str | None:
+        return None
+
     def shutdown(self) -> None:
         self.pool.shutdown()
 

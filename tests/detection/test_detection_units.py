@@ -466,3 +466,59 @@ def test_report_carries_mmdets_published_baseline_beside_the_paper_rows(tmp_path
     assert rows["ps_kd"].rstrip(" |").endswith("79.00 | 79.50 | -0.50")  # Table S3, PS-KD
     (note,) = [line for line in markdown.read_text().splitlines() if line.startswith("Row mmdet_r50_voc0712:")]
     assert "not the PS-KD paper's" in note and "mmdet" in note and "VOC2007+2012" in note
+
+
+def test_past_predictions_come_from_the_snapshot_after_the_live_head_has_moved_and_only_cls_score_gets_grad():
+    """The snapshot taken at the epoch's start, not the head being trained, gives p_{t-1}; the classification
+    loss's gradient with respect to cls_score is (softmax - target) x weight / avg_factor with the target held
+    fixed (Eq. 4's soft-target cross entropy), computed here from the test's own copy of the snapshot."""
+    import copy
+
+    model = _demo_model().train()
+    head = model.roi_head
+    x, sampling_results = _roi_head_inputs(model)
+    head.begin_epoch(1, 3)
+    snapshot = copy.deepcopy(head.bbox_head).eval()
+    with torch.no_grad():  # one optimizer step's worth of change in the live head
+        for p in head.bbox_head.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    seen, forward = {}, head._bbox_forward
+
+    def keep(x, rois):
+        results = forward(x, rois)
+        results["cls_score"].retain_grad()
+        seen["results"] = results
+        return results
+
+    original = head.bbox_head.loss_cls.forward
+
+    def spy(cls_score, labels, weight=None, avg_factor=None, **kwargs):
+        seen.update(labels=labels, weight=weight, avg_factor=avg_factor, **kwargs)
+        return original(cls_score, labels, weight, avg_factor, **kwargs)
+
+    head._bbox_forward, head.bbox_head.loss_cls.forward = keep, spy
+    loss = head.bbox_loss(x, sampling_results)["loss_bbox"]["loss_cls"]
+    cls_score = seen["results"]["cls_score"]
+    with torch.no_grad():
+        expected_past = F.softmax(snapshot(seen["results"]["bbox_feats"])[0], dim=1)
+    torch.testing.assert_close(seen["past"], expected_past)
+    assert not torch.allclose(seen["past"], F.softmax(cls_score.detach(), dim=1), atol=1e-3)
+
+    loss.backward()
+    alpha = seen["alpha"]
+    assert alpha == pytest.approx(0.8 * 2 / 3)
+    target = (1 - alpha) * F.one_hot(seen["labels"], cls_score.shape[1]) + alpha * expected_past
+    grad = (F.softmax(cls_score.detach(), dim=1) - target) * seen["weight"][:, None] / seen["avg_factor"]
+    torch.testing.assert_close(cls_score.grad, grad)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.py")))
+def test_every_config_evaluates_voc2007_with_11_point_ap_as_mmdet_builds_it(name):
+    """VOC2007's test set is scored with the 11-point interpolated AP of its devkit (VOCevaldet; mmdet's own
+    voc0712 configs say eval_mode='11points'); area AP is VOC2010's and gives other numbers."""
+    from mmdet.registry import METRICS
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(CONFIGS / name))
+    for key in ("val_evaluator", "test_evaluator"):
+        assert METRICS.build(cfg[key]).eval_mode == "11points", key
