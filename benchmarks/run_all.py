@@ -76,6 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--processes-per-node must be at least 1")
     if (args.slurm or args.processes_per_node) and args.executor != "slurm":
         parser.error("--slurm and --processes-per-node go with --executor slurm")
+    if args.rehearse and args.executor == "slurm":
+        parser.error("--rehearse runs on this machine (it kills and resumes each run itself); drop --executor slurm")
     return args
 
 

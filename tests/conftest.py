@@ -76,3 +76,22 @@ def _launch_gloo_ranks(worker, out_dir, tag, world, local_world=None, args=()):
 def launch_gloo_ranks():
     """The launcher of gloo ranks (see ``_launch_gloo_ranks``), for tests of any fixture scope."""
     return _launch_gloo_ranks
+
+
+def _store_table(method_state):
+    """The PS-KD store's table in a classification checkpoint's ``method`` state, wherever the method (and the
+    CutMix wrapper of its store) nests it."""
+    stack = [method_state]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("table"), torch.Tensor):
+                return item["table"]
+            stack += list(item.values())
+    raise AssertionError("no store table in the checkpoint's method state")
+
+
+@pytest.fixture(scope="session")
+def store_table():
+    """``store_table(checkpoint["method"])``: the PS-KD store's table in a classification checkpoint."""
+    return _store_table

@@ -35,7 +35,7 @@ def test_every_step_of_an_epoch_uses_the_recipes_rate_and_the_record_gives_that_
     assert [row["lr"] for row in rows] == [seen[row["epoch"] * steps] for row in rows]
 
 
-def test_a_resumed_pskd_run_starts_from_the_store_of_its_checkpoint(tiny_config):
+def test_a_resumed_pskd_run_starts_from_the_store_of_its_checkpoint(tiny_config, store_table):
     """Quick (one short run): the resumed trainer's table is the checkpoint's, not a new one-hot table."""
     cfg = tiny_config("ps_kd", epochs=2)
     train(cfg)
@@ -44,16 +44,6 @@ def test_a_resumed_pskd_run_starts_from_the_store_of_its_checkpoint(tiny_config)
     fresh = Trainer(tiny_config("ps_kd", epochs=2, name="fresh"))
     table = resumed.method.pskd.past.state_dict()["table"]
     assert not torch.equal(table, fresh.method.pskd.past.state_dict()["table"])
-    assert torch.equal(table, _table(saved["method"]))
+    assert torch.equal(table, store_table(saved["method"]))
     assert resumed.start_epoch == 2
 
-
-def _table(state):
-    stack = [state]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if isinstance(item.get("table"), torch.Tensor):
-                return item["table"]
-            stack += list(item.values())
-    raise AssertionError("no store table in the checkpoint's method state")

@@ -1,6 +1,7 @@
 """A real Slurm for the tests of this folder: ``cluster.sh start`` once per session, ``stop`` at its end.
 
-Where Slurm cannot be had (not root, no apt-get), every test here is skipped with the script's reason.
+Where Slurm cannot be had (not root, no apt-get), every test here is skipped with the script's reason; under CI
+(``CI=true``, root with apt) that is a failure instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def slurm_cluster() -> Iterator[dict[str, str]]:
     """The two-node cluster; its environment (``SLURM_CONF``) is set in this process and returned."""
     started = subprocess.run(["bash", str(CLUSTER), "start"], capture_output=True, text=True, check=False)
     if started.returncode == UNAVAILABLE:
+        if os.environ.get("CI") == "true":  # CI runs as root with apt: a skip there would hide a broken set-up
+            pytest.fail(f"CI must run the Slurm tests: {started.stderr.strip()}")
         pytest.skip(started.stderr.strip())
     assert started.returncode == 0, started.stdout + started.stderr
     conf = subprocess.run(["bash", str(CLUSTER), "env"], capture_output=True, text=True, check=True).stdout

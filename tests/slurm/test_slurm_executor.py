@@ -108,18 +108,6 @@ def epochs_of(record: Path) -> list[int]:
     return [row["epoch"] for row in json.loads(record.read_text())["epochs"]]
 
 
-def store_table(checkpoint: Path) -> torch.Tensor:
-    """The PS-KD store's table in a classification checkpoint, wherever the method's state nests it."""
-    stack = [torch.load(checkpoint, map_location="cpu", weights_only=True)["method"]]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if isinstance(item.get("table"), torch.Tensor):
-                return item["table"]
-            stack += list(item.values())
-    raise AssertionError(f"no store table in {checkpoint}")
-
-
 @pytest.mark.parametrize(("parameter", "said"), [
     ("partition=gpu", ["no partition 'gpu'", "quick*", "long", "--slurm partition=NAME"]),
     ("partitio=long", ["Unavailable parameter(s): ['partitio']"]),
@@ -209,7 +197,7 @@ def test_a_job_that_can_no_longer_start_is_cancelled_and_reported_with_slurms_re
     assert not [job for job in squeue("-o", "%j") if job[0].startswith("pskd-")]
 
 
-def test_a_run_across_two_nodes_builds_the_store_of_the_one_node_run(no_jobs_left, tmp_path):
+def test_a_run_across_two_nodes_builds_the_store_of_the_one_node_run(no_jobs_left, tmp_path, store_table):
     """PS-KD with the node-shared store, 2 processes: one per node through Slurm (torchrun on each, c10d
     rendezvous on the first) against both on one node through the local path; the stores must agree."""
     tables = write_spec(tmp_path / "tables", epochs=2, train=256, methods="ps_kd", gpus=2,
@@ -226,6 +214,6 @@ def test_a_run_across_two_nodes_builds_the_store_of_the_one_node_run(no_jobs_lef
     env = dict(os.environ, OMP_NUM_THREADS="1")
     assert execute({**run_payload(local), "gpus": 2}, env) == 0, local.log.read_text()[-3000:]
     assert "--nproc_per_node=2" in local.log.read_text()
-    two_nodes, one_node = store_table(run.resume), store_table(local.resume)
+    two_nodes, one_node = (store_table(torch.load(r.resume, weights_only=True)["method"]) for r in (run, local))
     assert two_nodes.shape == one_node.shape and two_nodes.abs().sum() > 0
     torch.testing.assert_close(two_nodes, one_node, rtol=1e-5, atol=1e-6)
