@@ -214,17 +214,12 @@ class RehearsalExecutor(LocalExecutor):
 
 
 def _figures(run: Run) -> tuple[float | None, float | None]:
-    """Seconds per training step and peak memory (MiB) of a rehearsed run: the last epoch row of its record
-    that holds them (its own steps after the resume), or the record's final figures."""
+    """Seconds per training step and peak memory (MiB) of a rehearsed run: its record's summary, which every
+    adapter writes from the training it measured last (after the resume)."""
     if run.record is None or not run.record.is_file():
         return None, None
-    record = json.loads(run.record.read_text())
-    rows = [row for row in record.get("epochs") or record.get("history") or [] if isinstance(row, dict)]
-    for row in reversed(rows):
-        if row.get("train_seconds_per_step") is not None:
-            return row.get("train_seconds_per_step"), row.get("peak_memory_mib")
-    timings = record.get("timings") or {}
-    return timings.get("train_seconds_per_step"), timings.get("peak_memory_mib")
+    summary = json.loads(run.record.read_text()).get("summary") or {}
+    return summary.get("seconds_per_step"), summary.get("peak_memory_mib")
 
 
 def section(plan: Plan, total: int, wall_s: float | None, where: str, keys: list[str] | None = None) -> list[str]:
