@@ -255,6 +255,11 @@ class Trainer:
         return {"train_loss": train_loss, "train_top1_err": 100.0 * (1 - sums[1].item() / sums[2].item()), **timing,
                 "lr": lr, **info}
 
+    def _precision_in_words(self) -> str:
+        what = f"autocast {self.precision}" if self.precision != "off" else "fp32"
+        what += ", channels_last" if self.cfg.runtime.channels_last else ""
+        return f"{what} on {self.record.data['host']['device']}"
+
     def _progress(self, epoch: int, step: int, steps: int, start: float, loss: float) -> None:
         elapsed = time.monotonic() - start
         eta = elapsed / step * (steps - step)
@@ -288,6 +293,9 @@ class Trainer:
             self.record.add_epoch(epoch, **train, **{f"val_{k}": v for k, v in scalars.items()},
                                   seconds=time.monotonic() - epoch_start)
             self.record.mark_best("top1_err", prefix="val_")  # the official code keeps the best top-1 and the last
+            self.record.summarise(train["train_seconds_per_step"], train["peak_memory_mib"],
+                                  "CUDA allocator peak" if self.device.type == "cuda" else "host RSS",
+                                  self._precision_in_words())
             if last:
                 final = val
                 self.record.finish(final)

@@ -122,6 +122,9 @@ class Placement:
     done: Path  # its run record, or the file it makes last: the run finished when it exists
     checkpoint: Path | None = None  # when it exists, the same commands resume the run from it
     record: bool = False  # ``done`` is a run record: the run finished when it holds final metrics
+    # seconds a new checkpoint must keep its size before it is whole: 0 where it appears by a rename; more where
+    # the host writes it in place (fairseq copies checkpoint_last.pt)
+    settle_s: float = 0.0
 
 
 @dataclass

@@ -23,6 +23,9 @@ from common.io import atomic_write_json
 
 RECORD_KIND = "pskd-run-record"
 SCHEMA_VERSION = 1
+# A record's ``summary``: what every adapter says about how its run ran, read by the benchmark driver's report
+# and rehearsal without knowing which adapter wrote it.
+SUMMARY_KEYS = ("seconds_per_step", "peak_memory_mib", "peak_memory_kind", "precision")
 
 
 def git_commit(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -107,6 +110,14 @@ class RunRecord:
         metrics = {k[len(prefix):]: v for k, v in best.items() if k.startswith(prefix)}
         self.data["best"] = {"epoch": best["epoch"], "by": key, "metrics": metrics}
         return self.data["best"]
+
+    def summarise(self, seconds_per_step: float | None, peak_memory_mib: float | None, peak_memory_kind: str,
+                  precision: str) -> None:
+        """The record's ``summary`` (:data:`SUMMARY_KEYS`): seconds per training step and peak memory of the last
+        stretch of training this process measured, what the peak counts (a GPU allocator's, a host's RSS), and
+        the numeric precision the run trained in, in words. The wall time is the record's ``wall_time_s``."""
+        self.data["summary"] = dict(zip(SUMMARY_KEYS, (seconds_per_step, peak_memory_mib, peak_memory_kind,
+                                                       precision), strict=True))
 
     def finish(self, final: dict[str, Any]) -> None:
         self.data["final"] = final

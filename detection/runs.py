@@ -78,6 +78,11 @@ def train_timings(runner: Runner) -> dict[str, float | str | None]:
             "peak_memory_kind": kind}
 
 
+def precision_in_words(cfg: Config) -> str:
+    """``mixed`` where the config trains through mmengine's AmpOptimWrapper, else fp32."""
+    return "mixed (AmpOptimWrapper)" if cfg.get("optim_wrapper", {}).get("type") == "AmpOptimWrapper" else "fp32"
+
+
 def write_record(cfg: Config, metrics: dict[str, float], config: str, started: float, row: str | None = None,
                  timings: dict[str, float | str | None] | None = None) -> Path:
     """:data:`RECORD` in the work dir: per-class AP and mAP (%), labelled by ``row`` (one of :data:`ROWS`;
@@ -96,6 +101,8 @@ def write_record(cfg: Config, metrics: dict[str, float], config: str, started: f
     final = {k.split("/")[-1]: v for k, v in metrics.items()}
     final = {("map" if k == "mAP_percent" else k.removeprefix("AP_")): v for k, v in final.items()
              if k.startswith("AP_") or k == "mAP_percent"}
-    record.data["timings"] = timings  # seconds per step and peak memory (train_timings), None when not measured
+    timings = timings or {}  # train_timings; none when the record comes from a test of a trained model
+    record.summarise(timings.get("train_seconds_per_step"), timings.get("peak_memory_mib"),
+                     str(timings.get("peak_memory_kind", "")), precision_in_words(cfg))
     record.finish(final)
     return record.write(Path(cfg.work_dir) / RECORD)

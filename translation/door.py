@@ -47,7 +47,7 @@ def run(ask: Ask) -> Answer:
                   "--seed", str(ask.seed)]
         out = run_dir(folder, direction, method)
         return Placement([Step("translation.run", ["train", *common]), Step("translation.run", ["evaluate", *common])],
-                         out / RECORD, out / LAST_CHECKPOINT, record=True)
+                         out / RECORD, out / LAST_CHECKPOINT, record=True, settle_s=1.0)
 
     arch = PROFILES[profile][PROFILES[profile].index("--arch") + 1]
     steps = ask.last("steps")

@@ -235,8 +235,10 @@ def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, 
                              "paper_pairs": summary.get("paper_pairs", PAPER_PAIRS) if summary else PAPER_PAIRS}
     final = {"bleu": tok.score, "sacrebleu": sacre.score, "signature": sacre.signature,
              "sentences": len(generation.hypotheses), "brevity_penalty": sacre.brevity_penalty}
-    timings = save_dir / TIMINGS
-    record.data["timings"] = json.loads(timings.read_text()) if timings.is_file() else None
+    timings = json.loads((save_dir / TIMINGS).read_text()) if (save_dir / TIMINGS).is_file() else {}
+    record.summarise(timings.get("train_seconds_per_step"), timings.get("peak_memory_mib"),
+                     str(timings.get("peak_memory_kind", "")),
+                     "fp16" if "--fp16" in command else "bf16" if "--bf16" in command else "fp32")
     record.finish(final)
     record.write(save_dir / RECORD)
     return final

@@ -50,6 +50,7 @@ class Run:
     changes: list[str] = field(default_factory=list)  # what a rehearsal changed in its commands
     training_steps: float | None = None  # its optimizer steps (Workload.training_steps), for measured costs
     network: str | None = None  # its workload's model (a step_times entry); None for a conversion or preparation
+    settle_s: float = 0.0  # how long its new checkpoint must keep its size before it is whole (Placement.settle_s)
 
     @property
     def record(self) -> Path | None:
@@ -360,7 +361,8 @@ class Expander:
                                  self._cost(answer), recorded=placed.record, changes=answer.changes,
                                  training_steps=None if answer.workload is None else
                                  answer.workload.training_steps(self.profile.get("dataset_sizes", {})),
-                                 network=None if answer.workload is None else answer.workload.model)
+                                 network=None if answer.workload is None else answer.workload.model,
+                                 settle_s=placed.settle_s)
         return self.runs[key]
 
     def _cost(self, answer: Answer) -> float:

@@ -144,10 +144,10 @@ def _kill_tree(pid: int) -> None:
             pass
 
 
-def _written(path: Path, settle_s: float = 1.0) -> bool:
-    """Whether ``path`` exists and kept its size for ``settle_s``: fairseq copies ``checkpoint_last.pt`` in
-    place (not atomically); the rehearsal kills after a whole save, as most kills land (a kill during the copy
-    is repaired at the resume by :func:`translation.checkpoints.repair_last`, tested on its own)."""
+def _written(path: Path, settle_s: float = 0.0) -> bool:
+    """Whether ``path`` exists and kept its size for ``settle_s`` (the run's door says how long its host takes to
+    write a checkpoint in place): the rehearsal kills after a whole save, as most kills land (an adapter repairs
+    a checkpoint cut by a kill at its resume, tested on its own)."""
     if not path.exists():
         return False
     size = path.stat().st_size
@@ -156,7 +156,7 @@ def _written(path: Path, settle_s: float = 1.0) -> bool:
 
 
 def kill_then_resume(payload: dict[str, Any], checkpoint: str | None, env: dict[str, str], processes: int,
-                     settle_s: float = 1.0) -> int:
+                     settle_s: float = 0.0) -> int:
     """Start the run's first command, SIGKILL its process tree as soon as ``checkpoint`` appears (and kept its
     size for ``settle_s``), then run all its commands again (they resume from it); the note ``rehearsal.json``
     says what happened."""
@@ -208,25 +208,18 @@ class RehearsalExecutor(LocalExecutor):
         payload = run_payload(run)
         checkpoint = None if run.resume is None else str(run.resume)
         wanted = self.processes(run)
-        # Only fairseq writes its checkpoint in place; the others' appear whole (a rename, mmengine's
-        # last_checkpoint after the save), and waiting a second let 10-second runs end before their kill.
-        settle_s = 1.0 if run.adapter == "translation" else 0.0
-        return self.pool.submit(lambda env, gpus: kill_then_resume(payload, checkpoint, env, gpus or wanted, settle_s),
+        return self.pool.submit(lambda env, gpus: kill_then_resume(payload, checkpoint, env, gpus or wanted,
+                                                                   run.settle_s),
                                 wanted, wanted)
 
 
 def _figures(run: Run) -> tuple[float | None, float | None]:
-    """Seconds per training step and peak memory (MiB) of a rehearsed run: the last epoch row of its record
-    that holds them (its own steps after the resume), or the record's final figures."""
+    """Seconds per training step and peak memory (MiB) of a rehearsed run: its record's summary, which every
+    adapter writes from the training it measured last (after the resume)."""
     if run.record is None or not run.record.is_file():
         return None, None
-    record = json.loads(run.record.read_text())
-    rows = [row for row in record.get("epochs") or record.get("history") or [] if isinstance(row, dict)]
-    for row in reversed(rows):
-        if row.get("train_seconds_per_step") is not None:
-            return row.get("train_seconds_per_step"), row.get("peak_memory_mib")
-    timings = record.get("timings") or {}
-    return timings.get("train_seconds_per_step"), timings.get("peak_memory_mib")
+    summary = json.loads(run.record.read_text()).get("summary") or {}
+    return summary.get("seconds_per_step"), summary.get("peak_memory_mib")
 
 
 def section(plan: Plan, total: int, wall_s: float | None, where: str, keys: list[str] | None = None) -> list[str]:

@@ -251,18 +251,7 @@ def precision(plan: Plan) -> list[str]:
         record = load_record(plan, run.key) if run.record is not None else None
         if record is None:
             continue
-        config = record.get("config", {})
-        if run.adapter == "classification":
-            # the precision the run resolved and used (runtime.amp=auto names none), from its labels
-            used = record.get("labels", {}).get("precision", "?")
-            what = f"autocast {used}" if used != "off" else "fp32"
-            what += ", channels_last" if config.get("runtime", {}).get("channels_last") else ""
-            what += f" on {record.get('host', {}).get('device', '?')}"
-        elif run.adapter == "detection":
-            what = "mixed (AmpOptimWrapper)" if "AmpOptimWrapper" in config.get("text", "") else "fp32"
-        else:
-            command = config.get("train_command", [])
-            what = "fp16" if "--fp16" in command else "bf16" if "--bf16" in command else "fp32"
+        what = (record.get("summary") or {}).get("precision") or "not recorded"
         counts.setdefault(run.adapter, Counter())[what] += 1
     return [f"- {adapter}: " + ", ".join(f"{what} ({n} runs)" for what, n in c.items())
             for adapter, c in counts.items()]

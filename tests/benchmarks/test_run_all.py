@@ -19,6 +19,7 @@ from benchmarks.pipeline.executors import LocalExecutor, schedule
 from benchmarks.pipeline.plan import FINISHED, RESUME, Plan, Run
 from benchmarks.pipeline.specs import PROFILES, REPO, TABLES_DIR, load_specs
 from common.door import Step
+from common.records import SUMMARY_KEYS
 
 PAPER_DATA_ENV = ("PSKD_CIFAR100", "PSKD_IMAGENET", "PSKD_VOC", "PSKD_IWSLT15")
 TINY_SPEC = """
@@ -362,6 +363,13 @@ def test_smoke_builds_every_table_and_figure(smoke):
             if "precision" in json.loads(p.read_text()).get("labels", {})}
     line = next(x for x in report.splitlines() if x.startswith("- classification: "))
     assert used and all(("fp32" if u == "off" else f"autocast {u}") in line for u in used), (used, line)
+    finished = [r for r in map(json.loads, (p.read_text() for p in results.rglob("record.json"))) if r.get("final")]
+    # one summary layout from the three adapters (their labels tell them apart: dataset, config, direction)
+    assert {next(k for k in ("dataset", "config", "direction") if k in r["labels"]) for r in finished} == {
+        "dataset", "config", "direction"}
+    for record in finished:
+        assert tuple(record["summary"]) == SUMMARY_KEYS and record["summary"]["precision"], record["name"]
+        assert (record["summary"]["peak_memory_mib"] or 0) > 0, record["name"]
     assert "## Wall time per stage" in report and "| total |" in report
     performance = report.split("## Performance", 1)[1].split("## Failures", 1)[0]
     codes = re.findall(r"exit code (\d+)", performance)

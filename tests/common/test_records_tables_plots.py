@@ -161,3 +161,14 @@ def test_write_table_puts_notes_under_the_table(tmp_path):
     table = text.split("\n\n")[1]
     assert table.startswith("| method | seeds |") and table.count("\n") == 2
     assert text.endswith(table + "\n\nFirst note.\n\nSecond note.\n")
+
+
+def test_a_records_summary_has_the_fixed_keys_in_order(tmp_path):
+    from common.records import SUMMARY_KEYS, RunRecord
+
+    record = RunRecord("run", {}, 0)
+    record.summarise(0.25, 512.0, "host RSS", "fp32")
+    written = json.loads(record.write(tmp_path / "record.json").read_text())["summary"]
+    assert list(written) == list(SUMMARY_KEYS) == ["seconds_per_step", "peak_memory_mib", "peak_memory_kind",
+                                                   "precision"]
+    assert list(written.values()) == [0.25, 512.0, "host RSS", "fp32"]
