@@ -321,7 +321,10 @@ def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
     """Train a run from its config (resuming its checkpoint when asked); returns the final metrics."""
     trainer = Trainer(cfg, resume=resume)
     try:
-        return trainer.fit()
+        final = trainer.fit()
+        # every rank done with the group before any tears it down: gloo aborts a rank whose peer left mid-exit
+        ddp.barrier()
+        return final
     finally:
         if ddp.is_distributed():
             dist.destroy_process_group()
