@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -191,6 +192,10 @@ def stage_times(plan: Plan, outcomes: dict[str, Outcome]) -> list[tuple[str, flo
 
 
 def main(argv: list[str] | None = None) -> int:
+    # fairseq's import calls logging.basicConfig(level=DEBUG) (fairseq/models/wav2vec/wav2vec2_classification.py);
+    # with the root logger set up first that call does nothing, and no library's DEBUG lines (matplotlib's font
+    # cache, hundreds on a fresh machine) reach the main job's log
+    logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
     start, started = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
     device, real = None, None

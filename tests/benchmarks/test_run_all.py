@@ -453,3 +453,15 @@ def test_interrupted_run_resumes(tmp_path):
     attempts = plan.runs[key].log.read_text().split("\n== ")
     resumed = [line for line in attempts[-1].splitlines() if line.startswith("epoch ")]
     assert resumed and not resumed[0].startswith("epoch 1/"), resumed[:2]
+
+
+def test_the_main_job_keeps_library_debug_lines_out_of_its_log():
+    """fairseq's import sets the root logger to DEBUG unless it is set up already; the main job sets it up first
+    (on a fresh machine, matplotlib then logged its whole font cache at DEBUG into the main job's log)."""
+    script = ("from benchmarks import run_all\n"
+              "run_all.main(['smoke', '--dry-run', '--only', 'fig_s1'])\n"
+              "import logging, fairseq\n"
+              "logging.getLogger('matplotlib.font_manager').debug('findfont: scoring a font')\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "DEBUG" not in done.stderr and "findfont" not in done.stderr, done.stderr[-2000:]
