@@ -182,6 +182,20 @@ def _checkpointed_since(run: Run, job: slurm.JobEntry) -> bool:
     return run.resume.stat().st_mtime >= datetime.fromisoformat(job.submitted).timestamp() - 1
 
 
+def node_layout(run: Run, processes_per_node: int | None) -> tuple[int, int]:
+    """(nodes, processes per node) of a run on Slurm: all of its processes on one node unless
+    ``processes_per_node`` (or the run's own node count) spreads them, as many on each node (torchrun's
+    ``--nproc_per_node``): the largest divisor of the run's processes that fits, so that the run keeps its process
+    count (its batch per GPU). A run with a command that torchrun does not launch (its host starts its own
+    processes, as fairseq does) stays on one node, where that command runs once."""
+    processes = max(run.gpus, 1)
+    if any(step.torchrun_args is None for step in run.steps):
+        return 1, processes
+    most = min(processes_per_node or -(-processes // max(run.nodes, 1)), processes)
+    per_node = max(n for n in range(1, most + 1) if processes % n == 0)
+    return processes // per_node, per_node
+
+
 class SubmititExecutor:
     """One Slurm job per run at a time, submitted through submitit; a run longer than its partition allows goes
     on as a chain of jobs, each resuming from the last checkpoint.
@@ -235,14 +249,6 @@ class SubmititExecutor:
     def fits(self, run: Run) -> bool:
         return self.jobs is None or len(self.carrying) < self.jobs
 
-    def layout(self, run: Run) -> tuple[int, int]:
-        """(nodes, processes per node) of a run: all of its processes on one node unless ``processes_per_node``
-        (or the run's own node count) spreads them."""
-        processes = max(run.gpus, 1)
-        per_node = self.processes_per_node or -(-processes // max(run.nodes, 1))
-        per_node = min(per_node, processes)
-        return -(-processes // per_node), per_node
-
     def job_name(self, run: Run) -> str:
         """``pskd-<run key>-<results folder>``: the same run of another results folder is another job."""
         return f"pskd-{run.key}-{hashlib.sha256(str(run.dir).encode()).hexdigest()[:4]}"
@@ -255,7 +261,7 @@ class SubmititExecutor:
         unrecorded = [j for j in jobs.values() if j.name == self.job_name(run) and j.state in slurm.ACTIVE
                       and j.id not in known]
         for job in unrecorded:  # submitted by a driver that died before it wrote the journal
-            nodes, _ = self.layout(run)
+            nodes, _ = node_layout(run, self.processes_per_node)
             active.append(journal.add(job.id, 0, self.partition.name, nodes, job.submitted))
         if active:
             entry = active[-1]
@@ -267,7 +273,7 @@ class SubmititExecutor:
         return handle
 
     def _submit_job(self, run: Run, journal: slurm.Journal) -> slurm.JobEntry:
-        nodes, per_node = self.layout(run)
+        nodes, per_node = node_layout(run, self.processes_per_node)
         wanted = max(1, math.ceil(run.hours * 60))
         time_min = wanted if self.limit_min is None else max(1, min(wanted, math.floor(self.limit_min)))
         params: dict[str, Any] = {"time": time_min, "job_name": self.job_name(run), "ntasks_per_node": 1,

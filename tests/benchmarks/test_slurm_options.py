@@ -40,3 +40,18 @@ def test_slurm_options_that_cannot_work_are_refused_before_anything_runs(argv, s
     with pytest.raises(SystemExit) as stop:
         run_all.parse_args(argv)
     assert stop.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_only_runs_that_torchrun_launches_span_nodes(tmp_path):
+    from benchmarks.pipeline.executors import node_layout
+    from benchmarks.pipeline.plan import Run
+    from common.door import Step
+
+    def run(torchrun_args, gpus=8):
+        return Run("k", "any", "t", tmp_path, [Step("m", [], torchrun_args)], tmp_path / "done", gpus=gpus)
+
+    assert node_layout(run([]), 4) == (2, 4)
+    assert node_layout(run([]), 3) == (4, 2)  # nodes of 3 GPUs: 2 on each of 4 nodes keeps the run's 8 processes
+    assert node_layout(run([], gpus=3), 4) == (1, 3)
+    assert node_layout(run(None), 4) == (1, 8)  # the host launches its own processes: one node
+    assert node_layout(run([]), None) == (1, 8)
