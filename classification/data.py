@@ -5,7 +5,7 @@ set), ``image_folder`` (a user's own ``train/`` and ``val/`` folders of class su
 (learnable random images, for tests). A missing data set raises
 :class:`DatasetNotFound`, naming the path that was looked at and how to get the data.
 
-Stand-in data (the rehearsal of the paper profile, issue 18): ``benchmarks.pipeline.standin_data`` writes
+Stand-in data (the rehearsal of the paper profile): ``benchmarks.pipeline.standin_data`` writes
 generated data sets in the real on-disk formats, each with a marker file :data:`STANDIN_MARKER`. ImageNet's
 folders need nothing more; CIFAR-100's pickles cannot pass torchvision's md5 check of the real archive, so
 :func:`cifar100` reads a stand-in only when ``PSKD_STANDIN_DATA=1`` (:data:`STANDIN_ENV`) is set *and* the

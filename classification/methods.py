@@ -131,7 +131,7 @@ class ProgressiveSelfKD(Method):
     ``clean_forward`` without the extra forward pass, so rows are refreshed only in the epochs in which the
     sample's batch was not mixed (refused at ``cutmix_prob=1``, where that never happens); ``mixed``: the
     store keeps the mixed image's softmax under the id of the image that received the box (the targets then
-    drift soft, issue 19). With ``past="teacher"`` every batch asks the snapshot and ``cutmix_store`` is
+    drift soft). With ``past="teacher"`` every batch asks the snapshot and ``cutmix_store`` is
     ignored.
     """
 

@@ -99,8 +99,8 @@ class PSKD:
     (lgcnsai/PS-KD-Pytorch, ``main.py`` ``train()`` stores ``softmax(net(inputs))`` of clean images under
     ``input_indices``), and the supplement (Table S1) does not say what its CutMix runs stored. Keeping the
     mixed image's softmax under the receiving sample's id puts the partner's class into that sample's next
-    target every epoch, and the targets drift soft: on the demo, ECE 24.7 % against 0.6 % for CutMix alone
-    (issue 19). With a provider that keeps predictions (a store), ``mixed_inputs`` (one of
+    target every epoch, and the targets drift soft: on the demo, ECE 24.7 % against 0.6 % for CutMix alone.
+    With a provider that keeps predictions (a store), ``mixed_inputs`` (one of
     :data:`MIXED_INPUT_MODES`) says what is kept for a mixed sample and where its p_{t-1} comes from:
 
     * ``"mixed"``: the store keeps the softmax of the mixed input; a mixed batch reads the two samples' rows,

@@ -1,4 +1,4 @@
-"""What PS-KD's p_{t-1} should be under CutMix (issue 19): the four ``method.cutmix_store`` modes, the snapshot
+"""What PS-KD's p_{t-1} should be under CutMix: the four ``method.cutmix_store`` modes, the snapshot
 teacher and CutMix alone, on the same data, model and seeds.
 
     OMP_NUM_THREADS=1 python -m benchmarks.perf.bench_cutmix_store [--seeds 0 1 2] [--epochs 15]

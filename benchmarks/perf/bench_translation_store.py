@@ -26,7 +26,7 @@ import torch
 
 from common.sequence_store import SequenceStore, token_dtype
 
-IWSLT15_TARGET_TOKENS = 4_800_000  # issue 13's figure for the IWSLT15 training targets (BPE, with EOS)
+IWSLT15_TARGET_TOKENS = 4_800_000  # the IWSLT15 training targets (BPE, with EOS)
 TRAIN_LINE = re.compile(r"\| train \| epoch (\d+) \|.*?\| wps ([\d.]+) \|")
 
 

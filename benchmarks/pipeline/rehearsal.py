@@ -1,4 +1,4 @@
-"""The rehearsal of a profile (``run_all.py PROFILE --rehearse``, issue 18): every distinct run of the profile
+"""The rehearsal of a profile (``run_all.py PROFILE --rehearse``): every distinct run of the profile
 with its real config, for a few steps each, on stand-in data, before a GPU hour is spent.
 
 * The plan is expanded as usual, into ``results/<profile>-rehearsal/`` (never the profile's own results), with

@@ -1,4 +1,4 @@
-"""Stand-in data sets for the rehearsal of the paper profile (issue 18): generated here, no download, each in
+"""Stand-in data sets for the rehearsal of the paper profile: generated here, no download, each in
 its real data set's on-disk format, so that the paper profile's own loaders read them unchanged.
 
     python -m benchmarks.pipeline.standin_data {cifar100,imagenet,voc,iwslt15,all} --out DIR [--seed 0]

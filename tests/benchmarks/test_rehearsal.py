@@ -1,4 +1,4 @@
-"""The paper profile's rehearsal (``run_all.py paper --rehearse``, issue 18): how it folds runs, how a GPU
+"""The paper profile's rehearsal (``run_all.py paper --rehearse``): how it folds runs, how a GPU
 rehearsal's figures replace ``--dry-run``'s estimates, which runs its networks subset picks, and that subset end
 to end (``--rehearse networks``: one run per network per adapter, on the real tables and stand-in data)."""
 

@@ -1,4 +1,4 @@
-"""PS-KD under CutMix (issue 19): ``method.cutmix_store`` = mixed / clean_only / clean_forward / snapshot, what the
+"""PS-KD under CutMix: ``method.cutmix_store`` = mixed / clean_only / clean_forward / snapshot, what the
 store keeps and where a mixed batch's p_{t-1} comes from, through :class:`common.PSKD` and the classification
 method's training step."""
 

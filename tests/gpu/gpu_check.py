@@ -5,7 +5,7 @@
 * a few steps of the real trainer with bf16 and fp16 autocast and channels_last, store on the GPU;
 * PS-KD / baseline step-time ratio with the prediction store on the GPU and on the CPU (pinned,
   non-blocking transfers), PreAct ResNet-18, batch 128;
-* translation's top-k sequence store (issue 13) with the table on the GPU and on the CPU: the same loss
+* translation's top-k sequence store with the table on the GPU and on the CPU: the same loss
   and the same recorded rows both ways, and the step time of the store path against label smoothing on
   a small Transformer decoder (fairseq is not needed: the check drives common's API as the criterion does);
 * two ranks sharing GPU 0 through a ``cuda:gloo`` group (it refuses CPU tensors as NCCL does) train PreAct
