@@ -116,6 +116,7 @@ def execute_slurm_task(payload: dict[str, Any]) -> int:
 
 class Executor(Protocol):
     name: str
+    poll_s: float  # seconds between two looks at the running runs
 
     def fits(self, run: Run) -> bool: ...
 
@@ -139,6 +140,7 @@ class LocalExecutor:
     visible GPUs); a run asks for ``run.gpus`` and runs its torchrun with as many as it was given."""
 
     name = "local"
+    poll_s = 0.5
 
     def __init__(self, jobs: int | None = None, gpus: Sequence[str] | None = None) -> None:
         self.pool = LocalPool(jobs, gpus)
@@ -260,8 +262,8 @@ class SubmititExecutor:
         known = {e.id for e in journal.jobs}
         unrecorded = [j for j in jobs.values() if j.name == self.job_name(run) and j.state in slurm.ACTIVE
                       and j.id not in known]
+        nodes, _ = node_layout(run, self.processes_per_node)
         for job in unrecorded:  # submitted by a driver that died before it wrote the journal
-            nodes, _ = node_layout(run, self.processes_per_node)
             active.append(journal.add(job.id, 0, self.partition.name, nodes, job.submitted))
         if active:
             entry = active[-1]
@@ -378,13 +380,14 @@ def _priority(plan: Plan, key: str, todo: set[str]) -> float:
 
 
 def schedule(plan: Plan, todo: list[str], executor: Executor,
-             report: Callable[[str], None] = print, poll_s: float = 0.5, status_every_s: float = 600.0
+             report: Callable[[str], None] = print, poll_s: float | None = None, status_every_s: float = 600.0
              ) -> dict[str, Outcome]:
     """Run ``todo`` on ``executor``, longest chains first; a run starts when every run it depends on has
     finished; a run whose dependency failed is skipped with that reason. What the executor says it waits for
-    is reported when it changes, and every ``status_every_s`` seconds. Returns each run's outcome."""
+    is reported when it changes, and every ``status_every_s`` seconds. ``poll_s``: the executor's unless given.
+    Returns each run's outcome."""
     outcomes: dict[str, Outcome] = {}
-    poll_s = getattr(executor, "poll_s", poll_s)
+    poll_s = executor.poll_s if poll_s is None else poll_s
     said, said_at = None, 0.0
     pending = sorted(todo, key=lambda k: -_priority(plan, k, set(todo)))
     running: dict[str, tuple[Any, float]] = {}
