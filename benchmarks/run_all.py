@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rehearse:
         device = rehearsal.device()
         args.results = args.results or str(rehearsal.results_folder(args.profile))
-        rehearsal.stand_in(Path(args.results))
+        rehearsal.stand_in(Path(args.results), load_profile(args.profile))
     try:
         plan, profile = make_plan(args, device)
         if device is not None:

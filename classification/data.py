@@ -5,19 +5,17 @@ set), ``image_folder`` (a user's own ``train/`` and ``val/`` folders of class su
 (learnable random images, for tests). A missing data set raises
 :class:`DatasetNotFound`, naming the path that was looked at and how to get the data.
 
-Stand-in data (the rehearsal of the paper profile): ``benchmarks.pipeline.standin_data`` writes
-generated data sets in the real on-disk formats, each with a marker file :data:`STANDIN_MARKER`. ImageNet's
-folders need nothing more; CIFAR-100's pickles cannot pass torchvision's md5 check of the real archive, so
-:func:`cifar100` reads a stand-in only when ``PSKD_STANDIN_DATA=1`` (:data:`STANDIN_ENV`) is set *and* the
-folder holds the marker, checking the files against the md5s the marker lists, and says so on stderr.
+Stand-in data (the rehearsal of the paper profile): :mod:`classification.standin` writes generated data
+sets in the real on-disk formats, each with the marker of :mod:`common.standin`. ImageNet's folders need
+nothing more; CIFAR-100's pickles cannot pass torchvision's md5 check of the real archive, so
+:func:`cifar100` reads a stand-in only when ``PSKD_STANDIN_DATA=1`` (:data:`common.standin.ENV`) is set *and*
+the folder holds the marker, checking the files against the md5s the marker lists, and says so on stderr.
 Without both, the real check runs unchanged.
 """
 
 from __future__ import annotations
 
 import gzip
-import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,11 +26,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from common import standin
+
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-# A stand-in data set's marker (written by benchmarks.pipeline.standin_data, read by standin_marker) and the
-# variable by which a run says that it expects stand-in data (the rehearsal sets it; a real run never does).
-STANDIN_MARKER = "PSKD_STANDIN.json"
-STANDIN_ENV = "PSKD_STANDIN_DATA"
 # The official loaders' CIFAR-100 statistics (PS-KD loader/custom_dataloader.py, CS-KD datasets.py): the
 # widely copied CIFAR-10 values rather than CIFAR-100's own, but the paper's numbers were trained with them.
 CIFAR100_MEAN, CIFAR100_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
@@ -137,25 +133,6 @@ def cifar100_transforms() -> tuple[Callable, Callable]:
     return train_tf, transforms.Compose([transforms.ToTensor(), normalize])
 
 
-def standin_marker(folder: str | Path) -> dict | None:
-    """The marker of a stand-in data set in ``folder`` (what benchmarks.pipeline.standin_data wrote: the data
-    set, the generator, its seed, counts and, for CIFAR-100, the md5 of each pickle), or None where there is
-    none (every real data set)."""
-    path = Path(folder) / STANDIN_MARKER
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DatasetNotFound(f"unreadable stand-in marker {path} ({err}); regenerate the stand-in with "
-                              "python -m benchmarks.pipeline.standin_data") from err
-
-
-def standin_expected() -> bool:
-    """Whether this run expects stand-in data (``PSKD_STANDIN_DATA=1``, set by the rehearsal)."""
-    return os.environ.get(STANDIN_ENV) == "1"
-
-
 def _standin_cifar100_split(root: str, md5: dict[str, str], train: bool, transform: Callable) -> Dataset:
     """torchvision's CIFAR100 with the stand-in's md5s set on the instance before its ``__init__`` checks them:
     the class keeps the real archive's md5s for every other reader, and the data set pickles as a plain
@@ -177,31 +154,34 @@ def _standin_cifar100(root: str, marker: dict, train_tf: Callable, test_tf: Call
     folder = Path(root) / datasets.CIFAR100.base_folder
     md5 = marker.get("md5") or {}
     if not {"train", "test", "meta"} <= md5.keys():
-        raise DatasetNotFound(f"the stand-in marker {folder / STANDIN_MARKER} lists no md5 of train, test and meta "
-                              "(an interrupted generation?); regenerate it with "
-                              "python -m benchmarks.pipeline.standin_data cifar100 --out DIR")
+        raise DatasetNotFound(f"the stand-in marker {folder / standin.MARKER} lists no md5 of train, test and "
+                              f"meta (an interrupted generation?); regenerate it with {standin.COMMAND} cifar100 "
+                              "--out DIR")
     print(f"STAND-IN DATA: {folder} is generated stand-in data, not CIFAR-100 ({marker.get('generator')}, seed "
-          f"{marker.get('seed')}), read because {STANDIN_ENV}=1: its results measure the pipeline, not the method",
+          f"{marker.get('seed')}), read because {standin.ENV}=1: its results measure the pipeline, not the method",
           file=sys.stderr, flush=True)
     try:
         train = _standin_cifar100_split(root, md5, True, train_tf)
         test = _standin_cifar100_split(root, md5, False, test_tf)
     except RuntimeError as err:
         raise DatasetNotFound(f"the stand-in CIFAR-100 at {folder} does not match the md5s of its marker "
-                              f"{STANDIN_MARKER} ({err}); regenerate it with "
-                              "python -m benchmarks.pipeline.standin_data cifar100 --out DIR") from err
+                              f"{standin.MARKER} ({err}); regenerate it with {standin.COMMAND} cifar100 "
+                              "--out DIR") from err
     return DataSplits(train, test, 100, 3)
 
 
 def cifar100(root: str, download: bool = False) -> DataSplits:
     """CIFAR-100 with :func:`cifar100_transforms`. A stand-in (see the module docstring) is read only where
-    :func:`standin_expected` and the folder holds its marker; otherwise torchvision's md5 check of the real
+    :func:`common.standin.expected` and the folder holds its marker; otherwise torchvision's md5 check of the real
     archive's files decides, as for any user."""
     from torchvision import datasets
 
     train_tf, test_tf = cifar100_transforms()
-    if standin_expected():
-        marker = standin_marker(Path(root) / datasets.CIFAR100.base_folder)
+    if standin.expected():
+        try:
+            marker = standin.marker(Path(root) / datasets.CIFAR100.base_folder)
+        except standin.StandinError as err:
+            raise DatasetNotFound(str(err)) from err
         if marker is not None:
             return _standin_cifar100(root, marker, train_tf, test_tf)
     try:

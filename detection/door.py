@@ -123,9 +123,8 @@ def prepare(ask: Ask) -> Answer | None:
     trainval, test = voc["trainval"], voc["test"]
 
     def place(folder: Path) -> Placement:
-        args = ["voc", "--out", str(folder), "--trainval", str(trainval), "--test", str(test)]
-        # the benchmarks' data maker: detection.voc.make_synthetic_voc behind a command line
-        return Placement([Step("benchmarks.pipeline.smoke_data", args)],
+        args = ["synthetic", "--out", str(folder), "--trainval", str(trainval), "--test", str(test)]
+        return Placement([Step("detection.standin", args)],
                          folder / "VOC2007" / "ImageSets" / "Main" / "test.txt")
 
     out = ask.path(voc["out"])

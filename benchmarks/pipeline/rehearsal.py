@@ -2,8 +2,8 @@
 with its real config, for a few steps each, on stand-in data, before a GPU hour is spent.
 
 * The plan is expanded as usual, into ``results/<profile>-rehearsal/`` (never the profile's own results), with
-  the stand-in data sets of :mod:`benchmarks.pipeline.standin_data` made there and the profile's ``PSKD_*``
-  variables and ``PSKD_STANDIN_DATA=1`` pointing the runs at them. Each door shrinks its runs
+  the stand-ins of the profile's data catalogue (:mod:`benchmarks.pipeline.standin`) made there and the
+  profile's ``PSKD_*`` variables and ``PSKD_STANDIN_DATA=1`` pointing the runs at them. Each door shrinks its runs
   (``rehearse`` in :mod:`common.door`: a few batches, two epochs, a short evaluation, a small batch per
   process on a CPU, the real one per GPU) and keys them by what the rehearsal can tell apart, so runs that
   differ only in seeds or hyper-parameter values share one rehearsed run.
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pipeline import standin_data
+from benchmarks.pipeline import standin
 from benchmarks.pipeline.executors import LocalExecutor, execute, run_payload
 from benchmarks.pipeline.plan import Plan, Run
 from benchmarks.pipeline.specs import REPO
@@ -39,9 +39,6 @@ from common.tables import markdown_table
 
 MEASURED = "measured.json"  # in the rehearsal's results: each real run's rehearsed figures, and their device
 NOTE = "rehearsal.json"  # in each rehearsed run's folder: whether it was killed and resumed, and its wall time
-# Sizes that differ from the stand-ins' defaults: IWSLT15's six test sets of one talk of two segments (12
-# test sentences), since a model of a few updates generates to the length limit with beam 5.
-STANDIN_SIZES: dict[str, dict[str, int]] = {"iwslt15": {"test_talks_per_set": 1, "segments_per_talk": 2}}
 
 
 def device() -> str:
@@ -53,9 +50,9 @@ def results_folder(profile: str) -> Path:
     return REPO / "results" / f"{profile}-rehearsal"
 
 
-def stand_in(results: Path) -> dict[str, str]:
-    """Make the stand-in data sets under ``results/standin`` (once), and set the variables that point the
-    profile at them, with ``PSKD_STANDIN_DATA=1``; returns the variables set."""
+def stand_in(results: Path, profile: dict[str, Any]) -> dict[str, str]:
+    """Make the stand-ins of ``profile``'s data catalogue under ``results/standin`` (once), and set the variables
+    that point the profile at them, with ``PSKD_STANDIN_DATA=1``; returns the variables set."""
     folder = results / "standin"
     done = folder / "made.json"
     if done.is_file():
@@ -63,14 +60,11 @@ def stand_in(results: Path) -> dict[str, str]:
     else:
         start = time.monotonic()
         print(f"== [rehearsal] making the stand-in data sets under {folder}", flush=True)
-        made = {}
-        for name, make in standin_data.MAKERS.items():
-            summary = make(folder / standin_data.ALL_FOLDERS[name], **STANDIN_SIZES.get(name, {}))
-            made[name] = {"env": summary["env"], "path": str(Path(summary["path"]).resolve()),
-                          "counts": summary["counts"]}
+        made = {name: {key: summary[key] for key in ("env", "path", "counts")}
+                for name, summary in standin.make(folder, standin.catalogue(profile)).items()}
         atomic_write_json(done, made)
         print(f"== [rehearsal] stand-in data made in {time.monotonic() - start:.0f} s", flush=True)
-    variables = standin_data.environment(made)
+    variables = standin.environment(made)
     os.environ.update(variables)
     return variables
 

@@ -153,10 +153,8 @@ def test_the_profiles_cost_model_is_a_profile_key(tmp_path):
 
 ADAPTERS = ("classification", "detection", "translation")
 # Modules of benchmarks/ that use an adapter's own public functions rather than its door: the timing scripts
-# measure the adapters' code; the data makers write data in an adapter's format with its own writers; Fig. S6
-# rebuilds a run's validation images with classification's data sets.
-DIRECT = {"benchmarks/perf", "benchmarks/pipeline/smoke_data.py", "benchmarks/pipeline/standin_data.py",
-          "benchmarks/pipeline/figures.py"}
+# measure the adapters' code; Fig. S6 rebuilds a run's validation images with classification's data sets.
+DIRECT = {"benchmarks/perf", "benchmarks/pipeline/figures.py"}
 
 
 def _adapter_imports(path: Path) -> list[tuple[str, str]]:

@@ -52,8 +52,8 @@ def test_each_door_cuts_its_runs_for_a_cpu_rehearsal(tmp_path: Path, monkeypatch
     at lr 0.1); mmdet's R50 on VOC07+12 at one image per process with mmdet's lr scaling, its two training sets
     sharing the 2 steps x 2 processes; the Transformer's translations cut at 10 tokens in its evaluation only."""
     monkeypatch.setattr(os, "environ", dict(os.environ))  # stand_in sets the stand-ins' variables: this test's only
-    rehearsal.stand_in(tmp_path)
     specs, profile = load_specs(REPO / "benchmarks" / "tables"), load_profile("paper")
+    rehearsal.stand_in(tmp_path, profile)
     plan = Expander(specs, ["imagenet", "table_s3", "iwslt15_bleu"], profile, tmp_path, rehearse="cpu").expand()
     runs = list(plan.runs.values())
     resnet = next(run for run in runs if run.network == "resnet152")

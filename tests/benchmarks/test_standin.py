@@ -1,8 +1,9 @@
-"""The rehearsal's stand-in data sets (benchmarks.pipeline.standin_data) read through the suite's own loaders:
-classification.data for CIFAR-100 and ImageNet, mmdet's datasets built from the paper profile's detection configs
-for VOC, translation's IWSLT readers and recipes; and the paper profile's data check finds all four. Expected
-values come from how the stand-ins were asked for and from outside references (the CIFAR page's pickle recipe,
-torchvision's real CIFAR-100 md5s and ImageNet class names, the VOC devkit's XML), not from the generator."""
+"""The stand-in data sets of the paper profile's catalogue (each adapter's generator) read through the suite's
+own loaders: classification.data for CIFAR-100 and ImageNet, mmdet's datasets built from the paper profile's
+detection configs for VOC, translation's IWSLT readers and recipes; and the paper profile's data check finds all
+four. Expected values come from how the stand-ins were asked for and from outside references (the CIFAR page's
+pickle recipe, torchvision's real CIFAR-100 md5s and ImageNet class names, the VOC devkit's XML), not from the
+generator."""
 
 import hashlib
 import os
@@ -18,11 +19,17 @@ import torch
 import yaml
 from PIL import Image
 
-from benchmarks.pipeline import standin_data
-from classification.data import STANDIN_ENV, STANDIN_MARKER, DatasetNotFound, build_datasets
+from benchmarks.pipeline import standin as catalogue
+from classification.data import DatasetNotFound, build_datasets
+from classification.standin import imagenet_wnids, make_cifar100, make_imagenet
+from common.standin import ENV as STANDIN_ENV
+from common.standin import MARKER as STANDIN_MARKER
+from common.standin import StandinError
+from translation.standin import make_iwslt15
 
 REPO = Path(__file__).resolve().parents[2]
 PAPER = yaml.safe_load((REPO / "benchmarks" / "profiles" / "paper.yaml").read_text())
+STANDINS = catalogue.catalogue(PAPER)
 # torchvision's md5 of the real archive's train file (also on the CIFAR page's archive): the real check's reference
 REAL_CIFAR100_TRAIN_MD5 = "16019d7e3df5f24257cddd939b257f8d"
 CIFAR_KEYS = {b"data", b"fine_labels", b"coarse_labels", b"filenames", b"batch_label"}
@@ -40,13 +47,14 @@ def _load_bytes(path):
 
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory):
-    """``standin(name)``: the summary of that stand-in at its default size (the rehearsal's), written once."""
+    """``standin(name)``: the summary of the catalogue's stand-in ``name`` at its sizes (the rehearsal's), written
+    once."""
     made = {}
 
     def get(name):
         if name not in made:
-            folder = tmp_path_factory.mktemp("standin") / standin_data.ALL_FOLDERS[name]
-            made[name] = standin_data.MAKERS[name](folder)
+            entry = STANDINS[name]
+            made[name] = catalogue.make_one(tmp_path_factory.mktemp("standin") / entry["standin"]["folder"], entry)
         return made[name]
 
     return get
@@ -127,17 +135,17 @@ def test_cifar100_without_its_marker_or_corrupted_fails_the_md5_check(standin, t
 
 
 def test_generation_is_seeded_and_never_overwrites_real_data(tmp_path):
-    a = standin_data.make_cifar100(tmp_path / "a", train_per_class=1, test_per_class=1, seed=3)
-    b = standin_data.make_cifar100(tmp_path / "b", train_per_class=1, test_per_class=1, seed=3)
-    c = standin_data.make_cifar100(tmp_path / "c", train_per_class=1, test_per_class=1, seed=4)
+    a = make_cifar100(tmp_path / "a", train_per_class=1, test_per_class=1, seed=3)
+    b = make_cifar100(tmp_path / "b", train_per_class=1, test_per_class=1, seed=3)
+    c = make_cifar100(tmp_path / "c", train_per_class=1, test_per_class=1, seed=4)
     files = ("train", "test", "meta")
     digest = {k: [_md5(Path(s["path"]) / "cifar-100-python" / f) for f in files] for k, s in (("a", a), ("b", b),
                                                                                                 ("c", c))}
     assert digest["a"] == digest["b"] and digest["a"][:2] != digest["c"][:2] and digest["a"][2] == digest["c"][2]
     # JPEGs too, and regenerating a stand-in replaces it whole (no stale class folder stays)
-    standin_data.make_imagenet(tmp_path / "imagenet", classes=3)
-    standin_data.make_imagenet(tmp_path / "imagenet", classes=2)
-    standin_data.make_imagenet(tmp_path / "imagenet_again", classes=2)
+    make_imagenet(tmp_path / "imagenet", classes=3)
+    make_imagenet(tmp_path / "imagenet", classes=2)
+    make_imagenet(tmp_path / "imagenet_again", classes=2)
     jpegs = [sorted((p.relative_to(root), _md5(p)) for p in root.rglob("*.JPEG"))
              for root in (tmp_path / "imagenet", tmp_path / "imagenet_again")]
     assert jpegs[0] == jpegs[1] and len(jpegs[0]) == 4
@@ -145,11 +153,11 @@ def test_generation_is_seeded_and_never_overwrites_real_data(tmp_path):
     real = tmp_path / "real" / "cifar-100-python"
     real.mkdir(parents=True)
     (real / "train").write_bytes(b"the real archive")
-    with pytest.raises(FileExistsError, match="looks like the real cifar100"):
-        standin_data.make_cifar100(tmp_path / "real")
+    with pytest.raises(StandinError, match="looks like the real cifar100"):
+        make_cifar100(tmp_path / "real")
     assert (real / "train").read_bytes() == b"the real archive"
-    with pytest.raises(FileExistsError, match="holds the stand-in imagenet"):
-        standin_data.make_iwslt15(tmp_path / "imagenet")
+    with pytest.raises(StandinError, match="holds the stand-in imagenet"):
+        make_iwslt15(tmp_path / "imagenet")
 
 
 # -------------------------------------------------------------------------------------------------- ImageNet
@@ -158,7 +166,7 @@ def test_the_wnids_are_ilsvrc2012s_in_torchvisions_class_order():
     from torchvision.datasets.imagenette import Imagenette
     from torchvision.models._meta import _IMAGENET_CATEGORIES
 
-    wnids = standin_data.imagenet_wnids()
+    wnids = imagenet_wnids()
     assert len(wnids) == len(set(wnids)) == len(_IMAGENET_CATEGORIES) == 1000 and wnids == sorted(wnids)
     # torchvision's Imagenette names ten wnids; each sits at the index of its name in torchvision's 1,000
     for wnid, names in Imagenette._WNID_TO_CLASS.items():
@@ -192,7 +200,7 @@ def test_imagenet_stand_in_loads_through_the_suite(standin):
 # --------------------------------------------------------------------------------------------------------- VOC
 
 def test_voc_files_are_in_the_devkit_format(standin):
-    root = Path(standin("voc")["path"])
+    root = Path(standin("voc0712")["path"])
     from detection.voc import VOC_CLASSES
 
     expected = {"VOC2007": {"trainval": 32, "test": 16}, "VOC2012": {"trainval": 32}}
@@ -232,7 +240,7 @@ def _detection_config(name, standin, data_key):
     from mmengine.config import Config
 
     cfg = Config.fromfile(str(REPO / "detection" / "configs" / name))
-    options = [o.format(path=standin("voc")["path"]) for o in PAPER["data"][data_key]["detection"]]
+    options = [o.format(path=standin("voc0712")["path"]) for o in PAPER["data"][data_key]["detection"]]
     cfg.merge_from_dict(dict(o.split("=", 1) for o in options))
     return cfg
 
@@ -264,22 +272,29 @@ def test_voc_stand_in_loads_through_the_paper_detection_configs(standin, name, d
 
 # ------------------------------------------------------------------------------------------------- IWSLT 2015
 
+# The rehearsal's sizes (the catalogue's): six test sets of TALKS talks of SEGMENTS segments, the last of each
+# talk the typographic apostrophe's sentence.
+TALKS, SEGMENTS = (STANDINS["iwslt15"]["standin"]["sizes"][k] for k in ("test_talks_per_set", "segments_per_talk"))
+TEST_PAIRS = 6 * TALKS * SEGMENTS
+
+
 def test_iwslt15_release_is_read_by_both_readers(standin):
     from translation.corpus import fairseq_test, fairseq_train, iwslt15
 
     root = Path(standin("iwslt15")["path"])
     assert (root / "en-de" / "train.tags.en-de.en").is_file()
     train, test = iwslt15(root)
-    assert (len(train), len(test)) == (23 * 100, 6 * 2 * 15) and not train.dropped
+    assert (len(train), len(test)) == (23 * 100, TEST_PAIRS) and not train.dropped
     assert 'It\'s "great" & fun.' in train.src and "Es ist \"toll\" & lustig." in train.tgt
-    assert test.src[14] == "It’s the end." and test.tgt[14] == "Das ist das Ende."
+    last = SEGMENTS - 1
+    assert test.src[last] == "It’s the end." and test.tgt[last] == "Das ist das Ende."
     # prepare-iwslt14.sh's filters: <url>, <talkid>, <keywords> lines dropped; <speaker>, <title>,
     # <description>, <reviewer>, <translator> stay as sentences (tags of title and description removed)
     sides, dropped = fairseq_train(root, "en", "de")
     assert dropped == 3 * 23 and len(sides["en"]) == len(sides["de"]) == 23 * (100 + 5)
     assert sides["de"][1] == "Speaker 0: Warum Gärten zählen"
     lines = fairseq_test(root, "en", "de")
-    assert len(lines["en"]) == len(lines["de"]) == 180 and lines["en"][14] == "It's the end."
+    assert len(lines["en"]) == len(lines["de"]) == TEST_PAIRS and lines["en"][last] == "It's the end."
 
 
 @pytest.mark.slow
@@ -293,9 +308,9 @@ def test_iwslt15_release_is_prepared_by_both_recipes(standin, tmp_path, recipe):
     assert summary["dropped_by_length_filter"] == 0  # the grammar's pairs are within clean-corpus-n's ratio
     if recipe == "fairseq-iwslt14":
         kept = 23 * (100 + 5)
-        assert summary["pairs"] == {"train": kept - kept // 23, "valid": kept // 23, "test": 180}
+        assert summary["pairs"] == {"train": kept - kept // 23, "valid": kept // 23, "test": TEST_PAIRS}
     else:
-        assert summary["pairs"] == {"train": 2300 - 100, "valid": 100, "test": 180}
+        assert summary["pairs"] == {"train": 2300 - 100, "valid": 100, "test": TEST_PAIRS}
     for src, tgt in (("en", "de"), ("de", "en")):  # fairseq-preprocess's files of both directions
         assert (tmp_path / "out" / "bin" / f"{src}-{tgt}" / f"train.{src}-{tgt}.{src}.bin").is_file()
 
@@ -305,12 +320,12 @@ def test_iwslt15_release_is_prepared_by_both_recipes(standin, tmp_path, recipe):
 def test_the_paper_profiles_data_check_finds_every_stand_in(standin, monkeypatch, tmp_path):
     from benchmarks.pipeline.plan import resolve_data
 
-    standins = {name: standin(name) for name in standin_data.MAKERS}
+    standins = {name: standin(name) for name in STANDINS}
     for summary in standins.values():
         monkeypatch.setenv(summary["env"], summary["path"])
     found = resolve_data(PAPER["data"], tmp_path)
     assert set(found) == {"cifar100", "imagenet", "voc2007", "voc0712", "iwslt15"}
     missing = [name for name, item in found.items() if not item.found]
     assert not missing, {name: found[name].looked_at for name in missing}
-    assert all(os.path.samefile(found[n].path, standins[k]["path"]) for n, k in (("voc0712", "voc"),
+    assert all(os.path.samefile(found[n].path, standins[k]["path"]) for n, k in (("voc0712", "voc0712"),
                                                                                  ("iwslt15", "iwslt15")))
