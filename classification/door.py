@@ -6,7 +6,7 @@ values, the seed, and the options that point it at its data. What decides its re
 (:func:`classification.config.load_config`) less the keys that a resume may change and the run's name and
 teacher path; a TF-KD self run names its teacher run instead.
 
-:func:`rehearse` shrinks a run for a rehearsal of its profile: the same network, method, data set and loaders,
+:func:`rehearsed_run` shrinks a run for a rehearsal of its profile: the same network, method, data set and loaders,
 a few batches per epoch, two epochs, a short evaluation; its runs differ only in what decides the code path.
 """
 
@@ -22,7 +22,7 @@ from classification.search import trial_points
 from classification.trainer import RECORD
 from common.door import Answer, Ask, Placement, Rehearsal, Step, Workload
 
-__all__ = ["FRAGMENT_KEYS", "prepare", "rehearse", "run", "trial_points"]
+__all__ = ["FRAGMENT_KEYS", "prepare", "run", "trial_points"]
 
 FRAGMENT_KEYS = {"configs", "overrides", "vars", "teacher"}
 # Set per run by the door, not by the config's author: left out of what decides the result.
@@ -68,10 +68,11 @@ def run(ask: Ask) -> Answer:
 
     workload = Workload(cfg.model.name, epochs=cfg.optim.epochs, images=cfg.data.train_size, dataset=cfg.data.name,
                         method=cfg.method.name, batch=cfg.data.batch_size)
-    return Answer("classification", {"config": resolved, "deps": deps}, place, workload, list(ask.data))
+    return Answer("classification", {"config": resolved, "deps": deps}, place, workload,
+                  list(ask.data)).rehearsed_by(rehearsed_run, ask)
 
 
-def rehearse(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
+def rehearsed_run(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
     """``answer`` cut to ``rehearsal.steps`` batches for ``rehearsal.epochs`` epochs (the milestone between them),
     a test set of ``rehearsal.eval_samples`` images, no loader workers; the batch per process is the real one
     on GPUs (the real batch / the real GPUs) and ``rehearsal.cpu_batch`` on a CPU."""

@@ -14,13 +14,13 @@ defines:
 * optionally ``backbone(ask) -> Answer``: the run that turns ``ask.needs["classifier"]``'s checkpoint into
   this adapter's backbone (a fragment's ``backbone`` key), and ``trial_points(space, method, trials, seed)``:
   the points of a search spec (``kind: search``);
-* optionally ``rehearse(ask, answer, rehearsal) -> Answer``: the same run shrunk for a rehearsal of the profile
-  (``run_all.py PROFILE --rehearse``, :class:`Rehearsal`): ``answer`` (one of this door's answers, for ``ask``)
-  with the options that cut it to a few steps on ``rehearsal``'s device appended to its commands, the
-  changes listed in ``changes``, and a ``material`` that keeps only what the rehearsal can tell apart (the
-  code path: network, method, data, regulariser on or off; not seeds or hyper-parameter values), so that the
-  driver's keying folds runs it cannot tell apart into one rehearsed run. A door without it is rehearsed as it
-  is (its runs are not shrunk).
+* a rehearsal of the profile (``run_all.py PROFILE --rehearse``, :class:`Rehearsal`) shrinks each run by the
+  hook its answer carries (:attr:`Answer.rehearse`, set with :meth:`Answer.rehearsed_by`; each kind of run
+  its own): the same run with the options that cut it to a few steps on the rehearsal's device appended to
+  its commands, the changes listed in ``changes``, and a ``material`` that keeps only what the rehearsal can
+  tell apart (the code path: network, method, data, regulariser on or off; not seeds or hyper-parameter
+  values), so that the driver's keying folds runs it cannot tell apart into one rehearsed run. An answer
+  without a hook is rehearsed as it is.
 
 Only the standard library: a door is read by a planner that runs nothing.
 """
@@ -169,10 +169,22 @@ class Answer:
     hours: float | None = None  # the time limit of a run before the runs (a row's run: the spec's)
     per_profile: bool = True  # False: made the same way on every profile, so its key leaves the profile out
     changes: list[str] = field(default_factory=list)  # what a rehearsal changed (``rehearse``), for the report
+    rehearse: Callable[[Rehearsal], Answer] | None = None  # this run shrunk for a rehearsal; None: run as it is
+
+    def rehearsed_by(self, shrink: Callable[[Ask, Answer, Rehearsal], Answer], ask: Ask) -> Answer:
+        """This answer, shrunk for a rehearsal by ``shrink(ask, self, rehearsal)``; the shrunk answer has no hook."""
+
+        def rehearse(rehearsal: Rehearsal) -> Answer:
+            shrunk = shrink(ask, self, rehearsal)
+            shrunk.rehearse = None
+            return shrunk
+
+        self.rehearse = rehearse
+        return self
 
     def first_step_extended(self, extra: list[str]) -> Callable[[Path], Placement]:
         """``place`` with ``extra`` appended to the first command's arguments (the later commands as they are):
-        how a door's ``rehearse`` shrinks a run."""
+        how a rehearsal hook shrinks a run."""
         real_place = self.place
 
         def place(folder: Path) -> Placement:

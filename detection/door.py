@@ -5,7 +5,7 @@ else the profile's ``config`` (``adapters.detection``); its options are the prof
 spec's, each axis value's ``overrides`` and the seed. A row with a ``backbone`` starts from a classifier's
 weights, converted by :func:`backbone`'s ``detection.convert_backbone``; a profile with ``voc`` trains on a
 synthetic VOC set made first by :func:`prepare`. Paths that only point at inputs (data roots, the backbone
-file) do not decide the result: the runs that make them do. :func:`rehearse` shrinks a run for a rehearsal.
+file) do not decide the result: the runs that make them do. :func:`rehearsed_run` shrinks a run for a rehearsal.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from common.door import Answer, Ask, Placement, Rehearsal, Step, Workload
 from detection.runs import RECORD
 
-__all__ = ["FRAGMENT_KEYS", "backbone", "prepare", "rehearse", "run"]
+__all__ = ["FRAGMENT_KEYS", "backbone", "prepare", "run"]
 
 FRAGMENT_KEYS = {"config", "overrides", "pskd_head", "backbone", "steps", "step_model"}
 LAST_CHECKPOINT = "last_checkpoint"  # mmengine's pointer to the work dir's latest checkpoint, which --resume reads
@@ -54,17 +54,15 @@ def run(ask: Ask) -> Answer:
     steps = ask.last("steps")
     workload = Workload(ask.last("step_model"), steps=None if steps is None else int(steps))
     return Answer("detection", {"config": config, "options": options, "deps": deps, "row": row}, place, workload,
-                  list(ask.data))
+                  list(ask.data)).rehearsed_by(rehearsed_run, ask)
 
 
-def rehearse(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
+def rehearsed_run(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
     """A detector run cut to ``rehearsal.steps`` iterations per epoch for ``rehearsal.epochs`` epochs (each data
     set of the config cut by mmengine's ``indices``, the RepeatDataset once), a checkpoint every epoch, a
     validation of ``rehearsal.eval_samples`` images; on a CPU one image per process, on GPUs the config's own. A
     row without a converted backbone starts from random weights (its ImageNet weights are a download). Its
     rehearsal key keeps the config, the options and the backbone run, not the seed."""
-    if answer.kind != "detection":
-        return answer
     roots = [option.split("=", 1)[0] for option in ask.location if option.split("=", 1)[0].endswith(".data_root")]
     prepared = ask.needs.get("prepared")
     roots = list(dict.fromkeys(roots + (list(DATA_ROOTS) if prepared is not None else [])))

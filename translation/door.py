@@ -6,7 +6,8 @@ profile's translation profile (``adapters.translation.profile``: model and sched
 with the seed and the prepared data. The data are prepared by the profile's ``prepare: {module, args}``
 into its ``data`` folder; that run, not the training, reads the profile's data sets.
 
-:func:`rehearse` shrinks a run for a rehearsal, and moves the prepared data into the rehearsal's results.
+:func:`rehearsed_run` shrinks a run for a rehearsal, and :func:`rehearsed_preparation` moves the prepared data
+into the rehearsal's results.
 
 ``train_command`` and ``fairseq_env`` are here too, for benchmarks that time fairseq-train itself.
 """
@@ -20,7 +21,7 @@ from common.door import Answer, Ask, Placement, Rehearsal, Step, Workload
 from translation.checkpoints import LAST as LAST_CHECKPOINT
 from translation.run import PROFILES, RECORD, fairseq_env, run_dir, train_command
 
-__all__ = ["FRAGMENT_KEYS", "fairseq_env", "prepare", "rehearse", "run", "train_command"]
+__all__ = ["FRAGMENT_KEYS", "fairseq_env", "prepare", "run", "train_command"]
 
 FRAGMENT_KEYS = {"args"}
 SUMMARY = "summary.json"  # what translation.prepare writes last, in the prepared folder
@@ -53,25 +54,28 @@ def run(ask: Ask) -> Answer:
     steps = ask.last("steps")
     return Answer("translation", {"args": args, "seed": ask.seed, "translation_profile": profile,
                                   "data": prepared.key},
-                  place, Workload(arch, steps=None if steps is None else int(steps)))
+                  place, Workload(arch, steps=None if steps is None else int(steps))).rehearsed_by(rehearsed_run, ask)
 
 
-def rehearse(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
-    """The preparation writes under the rehearsal's results (``{results}/translation-data``), not the profile's
-    data folder. A training run stops after ``rehearsal.steps`` x ``rehearsal.epochs`` updates with
+def rehearsed_preparation(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
+    """The preparation writing under the rehearsal's results (``{results}/translation-data``), not the
+    profile's data folder."""
+    args = list(answer.material["args"])
+    folder = ask.results / "translation-data"
+    args[args.index("--out") + 1] = str(folder)
+
+    def place(folder_: Path) -> Placement:
+        return Placement([Step(answer.material["module"], args + ask.location)], folder_ / SUMMARY)
+
+    return replace(answer, material={**answer.material, "args": args}, place=place, folder=folder,
+                   title=f"translation data ({folder})", changes=[f"prepared into {folder}"])
+
+
+def rehearsed_run(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
+    """A training run that stops after ``rehearsal.steps`` x ``rehearsal.epochs`` updates with
     ``checkpoint_last.pt`` every ``rehearsal.steps`` (fairseq resumes mid-epoch from it); on a CPU with batches
     of a few sentences (``--max-tokens 512``, ``--cpu``); its evaluation's translations cut at
     :data:`GENERATE_CUT`. Its rehearsal key leaves the seed out."""
-    if answer.kind == "prepare":
-        args = list(answer.material["args"])
-        folder = ask.results / "translation-data"
-        args[args.index("--out") + 1] = str(folder)
-
-        def place_prepare(folder_: Path) -> Placement:
-            return Placement([Step(answer.material["module"], args + ask.location)], folder_ / SUMMARY)
-
-        return replace(answer, material={**answer.material, "args": args}, place=place_prepare, folder=folder,
-                       title=f"translation data ({folder})", changes=[f"prepared into {folder}"])
     updates = rehearsal.steps * rehearsal.epochs
     shrink = ["--max-update", str(updates), "--save-interval-updates", str(rehearsal.steps),
               "--validate-interval-updates", str(rehearsal.steps)]
@@ -102,4 +106,4 @@ def prepare(ask: Ask) -> Answer:
 
     folder = ask.path(ask.settings["data"])
     return Answer("prepare", {"module": recipe["module"], "args": args}, place, data=list(ask.data), folder=folder,
-                  title=f"translation data ({folder})", hours=2.0)
+                  title=f"translation data ({folder})", hours=2.0).rehearsed_by(rehearsed_preparation, ask)

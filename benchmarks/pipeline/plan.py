@@ -321,15 +321,15 @@ class Expander:
         if source and not prof.get("no_backbone"):  # a classifier of another spec, converted by this adapter
             classifier = self.runs[self.row_run(self.specs[source["spec"]], _strings(source["row"]), seed)]
             convert_ask = replace(ask, needs={"classifier": classifier.prior()})
-            convert = self._rehearsed(adapter, convert_ask, adapter.backbone(convert_ask), 0)
+            convert = self._rehearsed(adapter.backbone(convert_ask), 0)
             ask.needs["backbone"] = self._add(convert, [classifier.key]).prior()
         prepare_ask = replace(ask, location=self._location("prepare", data), needs={})
         prepare = adapter.prepare(prepare_ask)
         if prepare is not None:
-            ask.needs["prepared"] = self._add(self._rehearsed(adapter, prepare_ask, prepare, 0), []).prior()
+            ask.needs["prepared"] = self._add(self._rehearsed(prepare, 0), []).prior()
         gpus = int(prof.get("gpus", 0))
         try:
-            answer = self._rehearsed(adapter, ask, adapter.run(ask), gpus)
+            answer = self._rehearsed(adapter.run(ask), gpus)
         except (ValueError, FileNotFoundError) as err:
             raise SpecError(f"{spec.path} ({self.name}), row {values}: {err}") from err
         title = f"{spec.id}: {' / '.join(values.values())}" + (f" {point}" if point else "") + f", seed {seed}"
@@ -340,13 +340,13 @@ class Expander:
         self._row_runs[memo] = run.key
         return run.key
 
-    def _rehearsed(self, adapter: Any, ask: Ask, answer: Answer, gpus: int) -> Answer:
-        """``answer`` as its door shrinks it for a rehearsal (a run of more than one GPU as 2 processes), or as
-        it is when this is no rehearsal or the door has no ``rehearse``."""
-        if self.rehearse is None or not hasattr(adapter, "rehearse"):
+    def _rehearsed(self, answer: Answer, gpus: int) -> Answer:
+        """``answer`` as its hook shrinks it for a rehearsal (a run of more than one GPU as 2 processes), or as
+        it is when this is no rehearsal or the answer has no hook."""
+        if self.rehearse is None or answer.rehearse is None:
             return answer
         processes = min(max(gpus, 1), 2, self.process_limit)
-        return adapter.rehearse(ask, answer, Rehearsal(self.rehearse, processes, gpus))
+        return answer.rehearse(Rehearsal(self.rehearse, processes, gpus))
 
     def _add(self, answer: Answer, deps: list[str], title: str = "", gpus: int = 0, nodes: int = 1,
              hours: float = 4.0, seed: int | None = None) -> Run:
