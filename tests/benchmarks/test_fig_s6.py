@@ -12,6 +12,7 @@ from matplotlib.patches import Rectangle
 
 from benchmarks.pipeline import figures
 from benchmarks.pipeline.specs import TABLES_DIR
+from classification import validation_images
 from classification.config import load_config
 from classification.data import build_datasets
 
@@ -119,7 +120,7 @@ def test_runs_over_different_images_are_refused(synthetic_runs, tmp_path):
 def test_paper_profile_shows_the_eight_classes_of_the_caption_in_its_order():
     spec = yaml.safe_load((TABLES_DIR / "fig_s6.yaml").read_text())
     assert spec["profiles"]["paper"]["classes"] == list(PAPER_CLASSES)
-    names = figures.imagenet_class_names()
+    names = validation_images.imagenet_class_names()
     assert len(names) == 1000
     for name, index in PAPER_CLASSES.items():
         assert names[index] == name and names.count(name) == 1
@@ -154,10 +155,10 @@ def test_a_class_name_the_data_set_lacks_is_refused(synthetic_runs, tmp_path):
 def test_class_names_of_the_suites_data_sets():
     from torchvision.datasets import FashionMNIST
 
-    assert figures.class_names("fashion_mnist", 10) == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    assert validation_images.class_names("fashion_mnist", 10) == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                                        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-    assert figures.class_names("fashion_mnist", 10) == list(FashionMNIST.classes)
-    assert figures.class_names("synthetic", 3) == ["class 0", "class 1", "class 2"]
+    assert validation_images.class_names("fashion_mnist", 10) == list(FashionMNIST.classes)
+    assert validation_images.class_names("synthetic", 3) == ["class 0", "class 1", "class 2"]
 
 
 def test_an_image_folders_class_names_are_its_folder_names(tmp_path):
@@ -168,4 +169,4 @@ def test_an_image_folders_class_names_are_its_folder_names(tmp_path):
             (tmp_path / split / name).mkdir(parents=True)
             Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / split / name / "a.png")
     splits = build_datasets("image_folder", str(tmp_path), image_size=8)
-    assert figures.class_names("image_folder", 2, splits.test) == ["cat", "dog"]
+    assert validation_images.class_names("image_folder", 2, splits.test) == ["cat", "dog"]
