@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     if report_missing(plan):
         return 2
     states = plan.states()
-    wanted = rehearsal.network_subset(plan) if args.rehearse == "networks" else list(states)
+    wanted = (rehearsal.network_subset(plan, profile.get("rehearse_networks_with")) if args.rehearse == "networks"
+              else list(states))
     if args.rehearse == "networks":
         print(f"== [rehearsal] the networks subset: {len(wanted)} of the {len(plan.runs)} runs", flush=True)
     todo = close_over_dependencies(plan, [k for k in wanted if states[k] not in (FINISHED, BLOCKED)])

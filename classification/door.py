@@ -19,12 +19,15 @@ from typing import Any
 from classification.config import RESUMABLE_CHANGES, flatten, load_config
 from classification.runtime import CHECKPOINT
 from classification.search import trial_points
-from classification.trainer import RECORD
+from classification.trainer import PREDICTIONS, RECORD
 from common.door import Answer, Ask, Placement, Rehearsal, Step, Workload
 
-__all__ = ["FRAGMENT_KEYS", "prepare", "run", "trial_points"]
+__all__ = ["FINAL_METRICS", "FRAGMENT_KEYS", "PREDICTIONS", "prepare", "run", "trial_points"]
 
 FRAGMENT_KEYS = {"configs", "overrides", "vars", "teacher"}
+# What a record's final metrics are, said under each table of classification runs.
+FINAL_METRICS = ("Metrics of the last epoch (the CSV keeps the same; the per-epoch values are in each run's "
+                 "record).")
 # Set per run by the door, not by the config's author: left out of what decides the result.
 UNKEYED = {"name", "method.teacher_checkpoint"}
 # Values a rehearsal of a few steps cannot tell apart, so that runs differing only in them share one rehearsed

@@ -11,6 +11,10 @@ defines:
 * ``run(ask) -> Answer``: a row's run;
 * ``prepare(ask) -> Answer | None``: the run that makes the data its runs read, when the profile asks for
   one (the driver runs it first and hands it to ``run`` as ``ask.needs["prepared"]``);
+* optionally ``PREDICTIONS``: the file in a run's folder with its saved validation probabilities (``ids``,
+  ``probs``, ``labels``), which Fig. S6 draws;
+* optionally ``FINAL_METRICS``: a sentence that says what its records' final metrics are (the report prints
+  it under each table of its runs);
 * optionally ``backbone(ask) -> Answer``: the run that turns ``ask.needs["classifier"]``'s checkpoint into
   this adapter's backbone (a fragment's ``backbone`` key), and ``trial_points(space, method, trials, seed)``:
   the points of a search spec (``kind: search``);

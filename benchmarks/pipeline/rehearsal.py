@@ -78,12 +78,11 @@ def describe(plan: Plan, total: int) -> None:
         print(f"   {run.key}  {run.title}{processes}: {'; '.join(run.changes) or 'as it is'}", flush=True)
 
 
-def network_subset(plan: Plan) -> list[str]:
+def network_subset(plan: Plan, preferred: str | None = None) -> list[str]:
     """One rehearsed run per distinct network per adapter (a run's ``network``: its workload's model, so
     PyramidNet-200 with ShakeDrop is a network of its own), and every run they need, dependencies first. Of each
-    network's runs, the first (in the plan's order of tables and rows) of a row with a ``ps_kd`` axis value,
-    where there is one: PS-KD's code path (its prediction store, gathered over processes; a detector on a
-    PS-KD backbone, so the ImageNet PS-KD classifier and its conversion come with it); else its first run."""
+    network's runs, the first (in the plan's order of tables and rows) of a row with the axis value
+    ``preferred`` where there is one (the profile's ``rehearse_networks_with``), else its first run."""
     first: dict[tuple[str, str], str] = {}
     pskd: dict[tuple[str, str], str] = {}
     for rows in plan.rows.values():
@@ -93,7 +92,7 @@ def network_subset(plan: Plan) -> list[str]:
                 if run.network is None:
                     continue
                 first.setdefault((run.adapter, run.network), key)
-                if "ps_kd" in row.values.values():
+                if preferred is not None and preferred in row.values.values():
                     pskd.setdefault((run.adapter, run.network), key)
     order: list[str] = []
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.pipeline import figures
+from benchmarks.pipeline.doors import door
 from benchmarks.pipeline.plan import Plan, Row
 from benchmarks.pipeline.slurm import Journal
 from benchmarks.pipeline.specs import REPO, Spec
@@ -62,9 +63,9 @@ def render_table(plan: Plan, spec: Spec, out: Path) -> list[str]:
     built = build_rows(records, group_by, columns)
     atomic_write_text(out / "tables" / f"{spec.id}.csv", to_csv(built, columns))
     lines += [to_markdown(built, columns)]
-    if spec.adapter == "classification":
-        lines.append("Metrics of the last epoch (the CSV keeps the same; the per-epoch values are in each run's "
-                     "record). Mean ± sample std over seeds; `paper`: the published value, `Δ`: ours minus paper.")
+    final = getattr(door(spec.adapter), "FINAL_METRICS", None) if spec.adapter else None
+    lines.append(" ".join(filter(None, [final, "Mean ± sample std over seeds; `paper`: the published value, `Δ`: "
+                                               "ours minus paper."])))
     for row in rows:
         note = reference_note(row.paper) if any(plan.runs[k].finished() for k in row.runs) else None
         if note:
@@ -207,12 +208,14 @@ def render_figure(plan: Plan, spec: Spec, out: Path) -> list[str]:
         picks = source.get("pick", [])
         shared = tuple(k for k in (picks[0] if picks else {}) if len({str(p.get(k)) for p in picks}) == 1)
         predictions, config = {}, None
+        saved_name = door(plan.specs[source["spec"]].adapter).PREDICTIONS  # the validation probabilities a run saves
         for row in plan.rows.get(source["spec"], []):
             if not any(all(row.values.get(k) == str(v) for k, v in p.items()) for p in picks):
                 continue
             run = plan.runs[row.runs[seed]] if seed < len(row.runs) else None
-            if run is not None and run.finished() and (run.dir / "val_predictions.pt").is_file():
-                predictions[_label(row, shared)] = torch.load(run.dir / "val_predictions.pt", weights_only=True)
+            saved = None if run is None else run.dir / saved_name
+            if saved is not None and run.finished() and saved.is_file():
+                predictions[_label(row, shared)] = torch.load(saved, weights_only=True)
                 config = config or (load_record(plan, run.key) or {}).get("config")  # the images' data set
         if len(predictions) == 2:
             paths.append(figures.probabilities(predictions, folder / f"{spec.id}.png", int(spec.extra.get("images", 8)),

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.pipeline.doors import DOORS
+from benchmarks.pipeline.doors import adapters
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 REPO = BENCH_DIR.parent
@@ -30,6 +30,10 @@ KINDS = ("table", "figure", "search")
 # The keys of an axis value's fragment that the pipeline reads itself; each adapter's door reads its own
 # (its FRAGMENT_KEYS: common/door.py).
 FRAGMENT_KEYS = {"label", "reference", "seeds", "data", "search"}
+# The keys by which a door's fragments ask for a run that a row needs, which the pipeline builds (a TF-KD
+# teacher of the same spec, a classifier of another spec whose weights become a backbone): in a door's
+# FRAGMENT_KEYS where it reads what they make.
+DEPENDENCY_KEYS = {"teacher", "backbone"}
 
 
 class SpecError(ValueError):
@@ -94,8 +98,8 @@ def load_spec(path: Path) -> Spec:
     kind = data.get("kind", "table")
     if kind not in KINDS:
         raise SpecError(f"{path}: kind must be one of {', '.join(KINDS)}; got {kind!r}")
-    if data.get("adapter") is not None and data["adapter"] not in DOORS:
-        raise SpecError(f"{path}: adapter must be one of {', '.join(DOORS)} (benchmarks/pipeline/doors.py); "
+    if data.get("adapter") is not None and data["adapter"] not in adapters():
+        raise SpecError(f"{path}: adapter must be one of {', '.join(adapters())} (a package with a door.py); "
                         f"got {data['adapter']!r}")
     unknown_profiles = set(data.get("profiles", {})) - set(PROFILES)
     if unknown_profiles:

@@ -119,7 +119,7 @@ def test_the_networks_subset_is_one_pskd_run_per_network_with_what_it_needs(tmp_
     classifier and its conversion, the Transformer the data preparation."""
     specs, profile = load_specs(REPO / "benchmarks" / "tables"), load_profile("paper")
     plan = Expander(specs, list(specs), profile, tmp_path, rehearse="cpu").expand()
-    subset = rehearsal.network_subset(plan)
+    subset = rehearsal.network_subset(plan, profile["rehearse_networks_with"])
     trained = [plan.runs[k] for k in subset if plan.runs[k].network is not None]
     assert {(run.adapter, run.network) for run in trained} == PAPER_NETWORKS and len(trained) == len(PAPER_NETWORKS)
     mmdet_r50 = next(run for run in trained if run.network == "faster_rcnn_r50")
