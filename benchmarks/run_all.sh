@@ -10,7 +10,7 @@
 # Profiles change sizes and data, never code paths:
 #   smoke  CI-sized synthetic data, minutes;
 #   demo   real small data this machine has offline (Debian packages), 2 CPU cores;
-#   paper  the paper's data and schedules, on GPUs (README: data paths, Slurm).
+#   paper  the paper's data and schedules, on GPUs (docs/paper-profile.md: data paths, Slurm).
 # The orchestration is Python (benchmarks/run_all.py, specs in benchmarks/tables/); results and
 # REPORT.md go to results/<profile>/.
 set -euo pipefail

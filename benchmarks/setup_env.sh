@@ -51,7 +51,7 @@ install_data_packages() {
             || log "WARNING: apt-get could not install ${missing[*]}; the demos that use them will say what is missing"
     else
         log "NOTE: the demo data comes from Debian packages ${missing[*]}:"
-        log "      run 'sudo apt-get install ${missing[*]}' (or set the dataset paths in the configs, see README)"
+        log "      run 'sudo apt-get install ${missing[*]}' (or set the dataset paths in the configs, see docs/installation.md)"
     fi
 }
 

@@ -119,7 +119,7 @@ class LabelSmoothing(Method):
 
 class ProgressiveSelfKD(Method):
     """PS-KD (paper, Alg. 1) with the prediction store, or with a snapshot teacher (``past="teacher"``):
-    a thin user of :class:`common.PSKD`, through the API that the README shows.
+    a thin user of :class:`common.PSKD`, through the API that docs/own-training-loop.md shows.
 
     With CutMix, the label part of the target is mixed by the kept area, and ``cutmix_store``
     (``method.cutmix_store``, :data:`common.pskd.MIXED_INPUT_MODES`; measured by

@@ -16,7 +16,7 @@ from common.targets import Mix, soften_targets
 #: How PS-KD treats a batch whose inputs were mixed (CutMix), with a provider that keeps predictions (the store):
 #: what it keeps for the mixed samples and where their p_{t-1} comes from. See :class:`PSKD`.
 MIXED_INPUT_MODES = ("mixed", "clean_only", "clean_forward", "snapshot")
-#: By the measurement of ``benchmarks/perf/bench_cutmix_store.py`` (README, "CutMix and the PS-KD store").
+#: By the measurement of ``benchmarks/perf/bench_cutmix_store.py`` (docs/settings.md, "Regularisers").
 DEFAULT_MIXED_INPUTS = "snapshot"
 
 

@@ -22,7 +22,7 @@ and IWSLT papers of its time report tokenised BLEU; and sacrebleu on the hypothe
 sacremoses, against the references after Moses' punctuation normaliser (the one translation.prepare runs
 on the training text), with its signature.
 Extra fairseq-train options go after ``--``; for several GPUs fairseq's own distributed options apply
-(``--distributed-world-size``; see README).
+(``--distributed-world-size``; see docs/translation.md).
 """
 
 from __future__ import annotations

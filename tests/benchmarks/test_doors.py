@@ -185,16 +185,16 @@ def test_the_benchmarks_reach_adapters_through_doors_and_public_names_only():
             assert not _adapter_imports(path), path  # the driver finds doors through its registry
 
 
-def test_the_readmes_example_table_expands_and_its_key_tables_name_every_fragment_key(tmp_path):
+def test_the_documented_example_table_expands_and_its_key_tables_name_every_fragment_key(tmp_path):
     from benchmarks.pipeline import specs
 
-    section = (REPO / "README.md").read_text().split("## Adding a table, a data set or an adapter", 1)[1]
+    section = (REPO / "docs/extending.md").read_text().split("## A table or figure", 1)[1]
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "cifar100_alpha.yaml").write_text(example)
     spec = load_spec(tmp_path / "cifar100_alpha.yaml")
     for profile, runs in (("paper", 6), ("demo", 2), ("smoke", 1)):
         plan = Expander({spec.id: spec}, [spec.id], load_profile(profile), tmp_path / profile).expand()
         assert len(plan.runs) == runs, profile
-    documented = set(re.findall(r"^\| `([a-z_]+)`(?:, `([a-z_]+)`)? \|", section.split("### A data set")[0], re.M))
+    documented = set(re.findall(r"^\| `([a-z_]+)`(?:, `([a-z_]+)`)? \|", section.split("## A data set")[0], re.M))
     documented_keys = {key for pair in documented for key in pair if key}
     assert specs.FRAGMENT_KEYS | {k for name in adapters() for k in door(name).FRAGMENT_KEYS} <= documented_keys

@@ -104,7 +104,7 @@ def test_a_gpu_rehearsal_runs_no_more_processes_than_gpus_each_at_the_real_batch
         assert any(f"({processes} process(es))" in change for change in run.changes)
 
 
-# The list of the paper profile's networks: the five CIFAR networks, PyramidNet-200 with ShakeDrop,
+# The paper profile's networks: the five CIFAR networks, PyramidNet-200 with ShakeDrop,
 # ResNet-152, Faster R-CNN R152-FPN and mmdet's R50-FPN, the IWSLT Transformer.
 PAPER_NETWORKS = {("classification", name) for name in ("preact_resnet18", "resnet101", "densenet121",
                                                         "resnext29_8x64d", "pyramidnet200", "pyramidnet200_shakedrop",

@@ -1,4 +1,4 @@
-"""The README's evaluation command, run as a user runs it on a finished run's checkpoint."""
+"""The documented evaluation command, run as a user runs it on a finished run's checkpoint."""
 
 import json
 import os
@@ -16,19 +16,26 @@ from classification.trainer import RECORD, train
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _readme_evaluate_command():
-    """The ``classification.evaluate`` line of the README's Classification code block, split into words."""
-    section = (REPO / "README.md").read_text().split("\n## Classification\n", 1)[1].split("\n## ", 1)[0]
-    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+def _documented_evaluate_command(page="docs/classification.md"):
+    """The ``classification.evaluate`` line of the first code block of a page (the README's Classification
+    section, or the classification page), split into words."""
+    text = (REPO / page).read_text()
+    if page == "README.md":
+        text = text.split("\n### Classification (PyTorch)\n", 1)[1]
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
     (line,) = [line for line in block.splitlines() if "-m classification.evaluate" in line]
     return shlex.split(line.split("#", 1)[0])
 
 
-def test_readme_evaluate_command_scores_a_finished_runs_checkpoint(tmp_path, tiny_overrides):
-    words = _readme_evaluate_command()
-    readme_checkpoint = words[words.index("--checkpoint") + 1]
+def test_the_readme_and_the_classification_page_show_the_same_evaluate_command():
+    assert _documented_evaluate_command("README.md") == _documented_evaluate_command()
+
+
+def test_documented_evaluate_command_scores_a_finished_runs_checkpoint(tmp_path, tiny_overrides):
+    words = _documented_evaluate_command()
+    documented_checkpoint = words[words.index("--checkpoint") + 1]
     demo = load_config("demo/ps_kd")
-    assert Path(readme_checkpoint) == demo.run_dir / CHECKPOINT  # the README's training command writes it
+    assert Path(documented_checkpoint) == demo.run_dir / CHECKPOINT  # the documented training command writes it
     # A tiny synthetic run with the demo's runtime (bf16 autocast, channels_last), finished, so that its run
     # folder holds a checkpoint (which a Trainer would refuse to start in).
     runtime = {"runtime.amp": demo.runtime.amp, "runtime.channels_last": demo.runtime.channels_last}
