@@ -96,7 +96,7 @@ def print_dry_run(plan: Plan) -> None:
     model, or where a GPU rehearsal ran, its measured seconds per step and peak memory)."""
     states = plan.states()
     unit = plan.cost_unit
-    figures = rehearsal.figures(plan, str(load_profile(plan.profile).get("cost", {}).get("model", "per_run")))
+    figures = rehearsal.costs(plan, str(load_profile(plan.profile).get("cost", {}).get("model", "per_run")))
     print(f"{'state':<10} {unit:>12}  {'adapter':<14} {'key':<12}  run  [figure]")
     totals: dict[str, float] = {}
     for key, run in plan.runs.items():
@@ -104,7 +104,7 @@ def print_dry_run(plan: Plan) -> None:
         figure, kind = figures[key]
         cost = 0.0 if state == FINISHED else figure
         totals[state] = totals.get(state, 0.0) + cost
-        print(f"{state:<10} {cost:12.2f}  {run.adapter:<14} {key:<12}  {run.title}  [{kind}]")
+        print(f"{state:<10} {cost:12.2f}  {run.kind:<14} {key:<12}  {run.title}  [{kind}]")
     counts = {s: sum(1 for v in states.values() if v == s) for s in set(states.values())}
     print(f"\n{len(plan.runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     remaining = sum(v for s, v in totals.items() if s != FINISHED)
@@ -186,7 +186,7 @@ def stage_times(plan: Plan, outcomes: dict[str, Outcome]) -> list[tuple[str, flo
     """Per adapter: the span from its first run's start to its last run's end in this invocation."""
     spans: dict[str, list[float]] = {}
     for key, outcome in outcomes.items():
-        span = spans.setdefault(plan.runs[key].adapter, [outcome.start, outcome.end])
+        span = spans.setdefault(plan.runs[key].kind, [outcome.start, outcome.end])
         span[0], span[1] = min(span[0], outcome.start), max(span[1], outcome.end)
     return [(f"runs: {adapter} (span)", end - start) for adapter, (start, end) in spans.items()]
 

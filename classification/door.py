@@ -56,7 +56,7 @@ def run(ask: Ask) -> Answer:
     if teacher is not None:
         overrides.append(f"method.teacher_checkpoint={teacher.checkpoint}")
         deps["teacher"] = teacher.key
-    cfg = load_config(configs, overrides + ask.location)
+    cfg = load_config(configs, overrides + ask.data_options)
     resolved = {k: v for k, v in flatten(cfg).items() if k not in RESUMABLE_CHANGES and k not in UNKEYED}
     if not (cfg.method.name == "ps_kd" and cfg.method.past == "store" and cfg.regularizer.cutmix_prob > 0):
         # method.cutmix_store (added after runs had been keyed) only acts on PS-KD's store under CutMix:
@@ -64,7 +64,7 @@ def run(ask: Ask) -> Answer:
         resolved.pop("method.cutmix_store", None)
 
     def place(folder: Path) -> Placement:
-        args = ["--continue", *(a for c in configs for a in ("--config", c)), *overrides, *ask.location,
+        args = ["--continue", *(a for c in configs for a in ("--config", c)), *overrides, *ask.data_options,
                 f"name={folder.name}", f"output_dir={folder.parent}"]
         return Placement([Step("classification.train", args, torchrun_args=[])], folder / RECORD,
                          folder / CHECKPOINT, record=True)
@@ -79,7 +79,7 @@ def rehearsed_run(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
     """``answer`` cut to ``rehearsal.steps`` batches for ``rehearsal.epochs`` epochs (the milestone between them),
     a test set of ``rehearsal.eval_samples`` images, no loader workers; the batch per process is the real one
     on GPUs (the real batch / the real GPUs) and ``rehearsal.cpu_batch`` on a CPU."""
-    config = answer.material["config"]
+    config = answer.identity["config"]
     real_batch = int(config["data.batch_size"])
     per_process = real_batch // max(rehearsal.gpus, 1) if rehearsal.device == "cuda" else rehearsal.cpu_batch
     batch = max(per_process, 1) * rehearsal.processes
@@ -104,7 +104,7 @@ def rehearsed_run(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
         # auto keeps bf16 on a CPU that has it natively (classification.runtime.resolve_precision).
         shrink.append("runtime.amp=auto")
         changes.append(f"precision {config['runtime.amp']} -> auto (bf16 only on a CPU that computes it natively)")
-    return replace(answer, material={"config": kept, "deps": answer.material["deps"]},
+    return replace(answer, identity={"config": kept, "deps": answer.identity["deps"]},
                    place=answer.first_step_extended(shrink), changes=changes)
 
 

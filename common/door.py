@@ -21,7 +21,7 @@ defines:
 * a rehearsal of the profile (``run_all.py PROFILE --rehearse``, :class:`Rehearsal`) shrinks each run by the
   hook its answer carries (:attr:`Answer.rehearse`, set with :meth:`Answer.rehearsed_by`; each kind of run
   its own): the same run with the options that cut it to a few steps on the rehearsal's device appended to
-  its commands, the changes listed in ``changes``, and a ``material`` that keeps only what the rehearsal can
+  its commands, the changes listed in ``changes``, and an ``identity`` that keeps only what the rehearsal can
   tell apart (the code path: network, method, data, regulariser on or off; not seeds or hyper-parameter
   values), so that the driver's keying folds runs it cannot tell apart into one rehearsed run. An answer
   without a hook is rehearsed as it is.
@@ -62,7 +62,7 @@ class Step:
 
 
 @dataclass
-class Prior:
+class Dependency:
     """A run that another needs, as the door of the second sees it."""
 
     key: str
@@ -84,8 +84,8 @@ class Ask:
     root: Path  # the repository: where relative paths of the profile start
     point: dict[str, Any] = field(default_factory=dict)  # a search trial's config values
     data: list[str] = field(default_factory=list)  # the data sets the row reads (names in the profile's catalogue)
-    location: list[str] = field(default_factory=list)  # the profile's options that point this run at them
-    needs: dict[str, Prior] = field(default_factory=dict)  # runs this one needs: teacher, backbone, prepared
+    data_options: list[str] = field(default_factory=list)  # the profile's options that point this run at them
+    needs: dict[str, Dependency] = field(default_factory=dict)  # runs this one needs: teacher, backbone, prepared
 
     def joined(self, key: str) -> list[Any]:
         """The lists under ``key`` in every layer, one after the other."""
@@ -164,7 +164,7 @@ class Answer:
     """A door's answer about one run."""
 
     kind: str  # the adapter's name, or what a run before its runs does (``convert``, ``prepare``)
-    material: dict[str, Any]  # what decides the run's result: its key is their hash, with kind and profile
+    identity: dict[str, Any]  # what decides the run's result: its key is their hash, with kind and profile
     place: Callable[[Path], Placement]  # its commands and files, given its folder
     workload: Workload | None = None  # None: too small to estimate from step times
     data: list[str] = field(default_factory=list)  # the data sets it reads itself: blocked while one is missing

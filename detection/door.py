@@ -38,7 +38,7 @@ def run(ask: Ask) -> Answer:
         # _delete_ replaces whatever init_cfg the config has (the CPU configs have None)
         inputs += ["model.backbone.init_cfg._delete_=True", "model.backbone.init_cfg.type=Pretrained",
                    f"model.backbone.init_cfg.checkpoint={converted.done}"]
-    inputs += ask.location
+    inputs += ask.data_options
     prepared = ask.needs.get("prepared")
     if prepared is not None:
         deps["voc"] = prepared.key
@@ -63,7 +63,7 @@ def rehearsed_run(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
     validation of ``rehearsal.eval_samples`` images; on a CPU one image per process, on GPUs the config's own. A
     row without a converted backbone starts from random weights (its ImageNet weights are a download). Its
     rehearsal key keeps the config, the options and the backbone run, not the seed."""
-    roots = [option.split("=", 1)[0] for option in ask.location if option.split("=", 1)[0].endswith(".data_root")]
+    roots = [option.split("=", 1)[0] for option in ask.data_options if option.split("=", 1)[0].endswith(".data_root")]
     prepared = ask.needs.get("prepared")
     roots = list(dict.fromkeys(roots + (list(DATA_ROOTS) if prepared is not None else [])))
     train = [key for key in roots if key.startswith("train_dataloader.")]
@@ -92,12 +92,12 @@ def rehearsed_run(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
                f"validation and test -> {rehearsal.eval_samples} images"]
     changes += [f"batch per process -> {per_process}"] if per_process is not None else []
     changes += ["lr scaled with the batch (mmdet's auto_scale_lr)", "a NaN or inf loss is logged, not stopped"]
-    if "backbone" not in answer.material["deps"]:
+    if "backbone" not in answer.identity["deps"]:
         shrink.append("model.backbone.init_cfg=None")
         changes.append("backbone from random weights (no download)")
-    options = [o for o in answer.material["options"] if not o.startswith("randomness.seed=")]
-    material = {**answer.material, "options": options}
-    return replace(answer, material=material, place=answer.first_step_extended(shrink), changes=changes)
+    options = [o for o in answer.identity["options"] if not o.startswith("randomness.seed=")]
+    identity = {**answer.identity, "options": options}
+    return replace(answer, identity=identity, place=answer.first_step_extended(shrink), changes=changes)
 
 
 def backbone(ask: Ask) -> Answer:

@@ -60,14 +60,14 @@ def run(ask: Ask) -> Answer:
 def rehearsed_preparation(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
     """The preparation writing under the rehearsal's results (``{results}/translation-data``), not the
     profile's data folder."""
-    args = list(answer.material["args"])
+    args = list(answer.identity["args"])
     folder = ask.results / "translation-data"
     args[args.index("--out") + 1] = str(folder)
 
     def place(folder_: Path) -> Placement:
-        return Placement([Step(answer.material["module"], args + ask.location)], folder_ / SUMMARY)
+        return Placement([Step(answer.identity["module"], args + ask.data_options)], folder_ / SUMMARY)
 
-    return replace(answer, material={**answer.material, "args": args}, place=place, folder=folder,
+    return replace(answer, identity={**answer.identity, "args": args}, place=place, folder=folder,
                    title=f"translation data ({folder})", changes=[f"prepared into {folder}"])
 
 
@@ -84,7 +84,7 @@ def rehearsed_run(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
     if rehearsal.device == "cpu":
         shrink += ["--max-tokens", "512", "--cpu"]
         changes.append("batch -> 512 tokens")
-    material = {k: v for k, v in answer.material.items() if k != "seed"}
+    identity = {k: v for k, v in answer.identity.items() if k != "seed"}
     shrunk = answer.first_step_extended(shrink)
 
     def place(folder: Path) -> Placement:
@@ -93,7 +93,7 @@ def rehearsed_run(ask: Ask, answer: Answer, rehearsal: Rehearsal) -> Answer:
                         for s in placed.steps]
         return placed
 
-    return replace(answer, material=material, place=place, changes=changes)
+    return replace(answer, identity=identity, place=place, changes=changes)
 
 
 def prepare(ask: Ask) -> Answer:
@@ -102,7 +102,7 @@ def prepare(ask: Ask) -> Answer:
     args = [ask.fill(a) for a in recipe["args"]]
 
     def place(folder: Path) -> Placement:
-        return Placement([Step(recipe["module"], args + ask.location)], folder / SUMMARY)
+        return Placement([Step(recipe["module"], args + ask.data_options)], folder / SUMMARY)
 
     folder = ask.path(ask.settings["data"])
     return Answer("prepare", {"module": recipe["module"], "args": args}, place, data=list(ask.data), folder=folder,

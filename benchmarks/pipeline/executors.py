@@ -179,9 +179,9 @@ class SlurmRun:
 def _checkpointed_since(run: Run, job: slurm.JobEntry) -> bool:
     """Whether the run wrote a checkpoint after ``job`` was submitted: a job that ends by its time limit must
     have, or the chain of jobs would never end."""
-    if run.resume is None or not run.resume.is_file():
+    if run.checkpoint is None or not run.checkpoint.is_file():
         return False
-    return run.resume.stat().st_mtime >= datetime.fromisoformat(job.submitted).timestamp() - 1
+    return run.checkpoint.stat().st_mtime >= datetime.fromisoformat(job.submitted).timestamp() - 1
 
 
 def node_layout(run: Run, processes_per_node: int | None) -> tuple[int, int]:
@@ -327,7 +327,7 @@ class SubmititExecutor:
         moved = _checkpointed_since(run, entry)
         handle.stalls = 0 if moved else handle.stalls + 1
         if not moved and (final == "TIMEOUT" or handle.stalls >= 3):
-            why = "without a checkpoint to resume from" if run.resume is None else "before it wrote a checkpoint"
+            why = "without a checkpoint to resume from" if run.checkpoint is None else "before it wrote a checkpoint"
             handle.note = (f"job {entry.id} ended {final} after {entry.time_min} min {why}: give each job more time "
                            "(--slurm time=MINUTES, or a partition with a longer limit)")
             return 1

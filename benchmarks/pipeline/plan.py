@@ -1,14 +1,14 @@
 """Expand specs into runs: one run per resolved config and seed, with its commands, state and cost.
 
-Each run is described by its adapter's door (:mod:`common.door`, found through
-:mod:`benchmarks.pipeline.doors`): what decides its result, its commands, where its record and checkpoint lie.
-A run's key is a hash of that material with the run's kind and the profile; it names the run's folder
-``runs/<key>``. Two specs that ask for the same config share one run. A run's state comes from its folder:
-``finished`` (its record holds final metrics, or its output file exists), ``to resume`` (a checkpoint
-exists), ``to run``, or ``blocked`` (a data set it needs is missing). What the pipeline expresses itself:
-the rows of a spec, a TF-KD teacher run of the same spec (``teacher``), a classifier of another spec whose
-weights a row starts from (``backbone``), the data preparation a door asks for, and each run's cost under the
-profile's cost model (``cost.model``: ``per_run`` or ``step_times``).
+Each run is described by its adapter's door (:mod:`common.door`, found through :mod:`benchmarks.pipeline.doors`):
+what decides its result, its commands, where its record and checkpoint lie. A run's key is a hash of that
+identity (what decides its result) with the run's kind and the profile; it names the run's folder ``runs/<key>``.
+Two specs that ask for the same config share one run. A run's state comes from its folder: ``finished`` (its
+record holds final metrics, or its output file exists), ``to resume`` (a checkpoint exists), ``to run``, or
+``blocked`` (a data set it needs is missing). What the pipeline expresses itself: the rows of a spec, a TF-KD
+teacher run of the same spec (``teacher``), a classifier of another spec whose weights a row starts from
+(``backbone``), the data preparation a door asks for, and each run's cost under the profile's cost model
+(``cost.model``: ``per_run`` or ``step_times``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from benchmarks.pipeline.doors import door
 from benchmarks.pipeline.specs import REPO, Spec, SpecError, fragment
-from common.door import Answer, Ask, Prior, Rehearsal, Step, Workload
+from common.door import Answer, Ask, Dependency, Rehearsal, Step, Workload
 from common.jobs import visible_gpus
 
 FINISHED, RESUME, TO_RUN, BLOCKED = "finished", "to resume", "to run", "blocked"
@@ -32,12 +32,12 @@ FINISHED, RESUME, TO_RUN, BLOCKED = "finished", "to resume", "to run", "blocked"
 @dataclass
 class Run:
     key: str
-    adapter: str
+    kind: str  # its door's answer's kind: the adapter's name, or convert, prepare
     title: str
     dir: Path
     steps: list[Step]
     done: Path
-    resume: Path | None = None
+    checkpoint: Path | None = None  # when it exists, the run's commands resume from it
     deps: list[str] = field(default_factory=list)
     data: list[str] = field(default_factory=list)
     gpus: int = 0
@@ -56,9 +56,9 @@ class Run:
     def record(self) -> Path | None:
         return self.done if self.recorded else None
 
-    def prior(self) -> Prior:
+    def dependency(self) -> Dependency:
         """This run as a door sees a run that another needs."""
-        return Prior(self.key, self.title, self.dir, self.done, self.resume)
+        return Dependency(self.key, self.title, self.dir, self.done, self.checkpoint)
 
     @property
     def log(self) -> Path:
@@ -79,7 +79,7 @@ class Run:
             return FINISHED
         if set(self.data) & missing_data:
             return BLOCKED
-        return RESUME if self.resume is not None and self.resume.exists() else TO_RUN
+        return RESUME if self.checkpoint is not None and self.checkpoint.exists() else TO_RUN
 
 
 @dataclass
@@ -313,20 +313,20 @@ class Expander:
         layers = [prof, *self.fragments(spec, values)]
         data = list(next((layer["data"] for layer in reversed(layers) if "data" in layer), []))
         ask = Ask(self.adapters.get(kind, {}), layers, values, seed, self.results, REPO, point or {}, data,
-                  self._location(kind, data))
+                  self._data_options(kind, data))
         teacher = ask.last("teacher")
         if teacher:  # another row of this spec, e.g. TF-KD self's baseline
-            ask.needs["teacher"] = self.runs[self.row_run(spec, {**values, **_strings(teacher)}, seed)].prior()
+            ask.needs["teacher"] = self.runs[self.row_run(spec, {**values, **_strings(teacher)}, seed)].dependency()
         source = ask.last("backbone")
         if source and not prof.get("no_backbone"):  # a classifier of another spec, converted by this adapter
             classifier = self.runs[self.row_run(self.specs[source["spec"]], _strings(source["row"]), seed)]
-            convert_ask = replace(ask, needs={"classifier": classifier.prior()})
+            convert_ask = replace(ask, needs={"classifier": classifier.dependency()})
             convert = self._rehearsed(adapter.backbone(convert_ask), 0)
-            ask.needs["backbone"] = self._add(convert, [classifier.key]).prior()
-        prepare_ask = replace(ask, location=self._location("prepare", data), needs={})
+            ask.needs["backbone"] = self._add(convert, [classifier.key]).dependency()
+        prepare_ask = replace(ask, data_options=self._data_options("prepare", data), needs={})
         prepare = adapter.prepare(prepare_ask)
         if prepare is not None:
-            ask.needs["prepared"] = self._add(self._rehearsed(prepare, 0), []).prior()
+            ask.needs["prepared"] = self._add(self._rehearsed(prepare, 0), []).dependency()
         gpus = int(prof.get("gpus", 0))
         try:
             answer = self._rehearsed(adapter.run(ask), gpus)
@@ -351,7 +351,7 @@ class Expander:
     def _add(self, answer: Answer, deps: list[str], title: str = "", gpus: int = 0, nodes: int = 1,
              hours: float = 4.0, seed: int | None = None) -> Run:
         """The run of a door's answer: keyed, placed in its folder, and added unless it is there already."""
-        payload = {"adapter": answer.kind, **({"profile": self.name} if answer.per_profile else {}), **answer.material}
+        payload = {"adapter": answer.kind, **({"profile": self.name} if answer.per_profile else {}), **answer.identity}
         key = _hash(payload)
         if key not in self.runs:
             folder = answer.folder or self.results / "runs" / key
@@ -386,7 +386,7 @@ class Expander:
         factor = float(self.profile.get("method_cost", {}).get(work.method, 1.0))
         return units * float(entry["seconds"]) * factor / 3600.0
 
-    def _location(self, kind: str, data: list[str]) -> list[str]:
+    def _data_options(self, kind: str, data: list[str]) -> list[str]:
         """The profile's options that point a run of ``kind`` at the data sets ``data``."""
         out = []
         for name in data:

@@ -3,10 +3,10 @@ with its real config, for a few steps each, on stand-in data, before a GPU hour 
 
 * The plan is expanded as usual, into ``results/<profile>-rehearsal/`` (never the profile's own results), with
   the stand-ins of the profile's data catalogue (:mod:`benchmarks.pipeline.standin`) made there and the
-  profile's ``PSKD_*`` variables and ``PSKD_STANDIN_DATA=1`` pointing the runs at them. Each door shrinks its runs
-  (``rehearse`` in :mod:`common.door`: a few batches, two epochs, a short evaluation, a small batch per
-  process on a CPU, the real one per GPU) and keys them by what the rehearsal can tell apart, so runs that
-  differ only in seeds or hyper-parameter values share one rehearsed run.
+  profile's ``PSKD_*`` variables and ``PSKD_STANDIN_DATA=1`` pointing the runs at them. Each door shrinks its
+  runs (the rehearsal hook of each answer, :mod:`common.door`: a few batches, two epochs, a short evaluation, a
+  small batch per process on a CPU, the real one per GPU) and keys them by what the rehearsal can tell apart,
+  so runs that differ only in seeds or hyper-parameter values share one rehearsed run.
 * Each run with a checkpoint is started, killed (SIGKILL to its whole process tree) as soon as its first checkpoint
   appears, then run again with the same commands: the pipeline's own resume path finishes it.
 * A run of more than one GPU runs as 2 processes through its adapter's multi-process path (torchrun; gloo on
@@ -91,9 +91,9 @@ def network_subset(plan: Plan, preferred: str | None = None) -> list[str]:
                 run = plan.runs[key]
                 if run.network is None:
                     continue
-                first.setdefault((run.adapter, run.network), key)
+                first.setdefault((run.kind, run.network), key)
                 if preferred is not None and preferred in row.values.values():
-                    pskd.setdefault((run.adapter, run.network), key)
+                    pskd.setdefault((run.kind, run.network), key)
     order: list[str] = []
 
     def visit(key: str) -> None:
@@ -199,14 +199,14 @@ class RehearsalExecutor(LocalExecutor):
 
     def submit(self, run: Run) -> Any:
         payload = run_payload(run)
-        checkpoint = None if run.resume is None else str(run.resume)
+        checkpoint = None if run.checkpoint is None else str(run.checkpoint)
         wanted = self.processes(run)
         return self.pool.submit(lambda env, gpus: kill_then_resume(payload, checkpoint, env, gpus or wanted,
                                                                    run.settle_s),
                                 wanted, wanted)
 
 
-def _figures(run: Run) -> tuple[float | None, float | None]:
+def _measured(run: Run) -> tuple[float | None, float | None]:
     """Seconds per training step and peak memory (MiB) of a rehearsed run: its record's summary, which every
     adapter writes from the training it measured last (after the resume)."""
     if run.record is None or not run.record.is_file():
@@ -231,9 +231,10 @@ def section(plan: Plan, total: int, wall_s: float | None, where: str, keys: list
     for run in (plan.runs[key] for key in keys):
         note_path = run.dir / NOTE
         note = json.loads(note_path.read_text()) if note_path.is_file() else {}
-        step_s, peak = _figures(run)
-        resumed = "killed, resumed" if note.get("killed") else ("no checkpoint" if run.resume is None else "not killed")
-        rows.append([run.title, run.adapter, str(note.get("processes", max(run.gpus, 1))), resumed,
+        step_s, peak = _measured(run)
+        resumed = ("killed, resumed" if note.get("killed")
+                   else "no checkpoint" if run.checkpoint is None else "not killed")
+        rows.append([run.title, run.kind, str(note.get("processes", max(run.gpus, 1))), resumed,
                      "" if note.get("wall_s") is None else f"{note['wall_s']:.0f}",
                      "" if step_s is None else f"{step_s:.3f}", "" if peak is None else f"{peak:.0f}",
                      "; ".join(run.changes)])
@@ -245,8 +246,8 @@ def section(plan: Plan, total: int, wall_s: float | None, where: str, keys: list
 def save_measured(plan: Plan, real: Plan, where: str) -> Path:
     """``measured.json``: for each run of the real plan ``real``, the rehearsed run that stood for it (rows of
     both plans in the same order, one run per seed) with its seconds per step and peak memory, and the device
-    they were measured on; ``--dry-run`` of the real plan reads it (:func:`figures`)."""
-    figures = {key: _figures(run) for key, run in plan.runs.items()}
+    they were measured on; ``--dry-run`` of the real plan reads it (:func:`costs`)."""
+    figures = {key: _measured(run) for key, run in plan.runs.items()}
     runs = {}
     for sid, rows in real.rows.items():
         for real_row, rehearsed_row in zip(rows, plan.rows.get(sid, []), strict=False):
@@ -256,7 +257,7 @@ def save_measured(plan: Plan, real: Plan, where: str) -> Path:
     return atomic_write_json(plan.results / MEASURED, {"device": where, "runs": runs})
 
 
-def figures(plan: Plan, cost_model: str, measured_file: Path | None = None) -> dict[str, tuple[float, str]]:
+def costs(plan: Plan, cost_model: str, measured_file: Path | None = None) -> dict[str, tuple[float, str]]:
     """For ``--dry-run``: each run's cost and the kind of figure it is. The profile's estimate (``step_times``:
     FLOP-based seconds per image or step; ``per_run``: a figure per kind of run), replaced, where a GPU
     rehearsal of the profile measured the run, by its training steps x the measured seconds per step x its

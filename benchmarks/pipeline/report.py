@@ -255,7 +255,7 @@ def precision(plan: Plan) -> list[str]:
         if record is None:
             continue
         what = (record.get("summary") or {}).get("precision") or "not recorded"
-        counts.setdefault(run.adapter, Counter())[what] += 1
+        counts.setdefault(run.kind, Counter())[what] += 1
     return [f"- {adapter}: " + ", ".join(f"{what} ({n} runs)" for what, n in c.items())
             for adapter, c in counts.items()]
 

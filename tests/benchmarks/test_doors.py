@@ -11,7 +11,7 @@ import pytest
 from benchmarks.pipeline.doors import adapters, door
 from benchmarks.pipeline.plan import Expander
 from benchmarks.pipeline.specs import REPO, SpecError, load_profile, load_spec, load_specs
-from common.door import Ask, Prior
+from common.door import Ask, Dependency
 
 
 def _ask(tmp_path, settings, layers, **kw):
@@ -31,18 +31,18 @@ def test_classification_door_keys_the_resolved_config_and_trains_it_in_the_given
     from classification.config import flatten
 
     classification = door("classification")
-    teacher = Prior("t" * 12, "teacher", tmp_path / "t", tmp_path / "t/record.json", tmp_path / "t/checkpoint.pt")
+    teacher = Dependency("t" * 12, "teacher", tmp_path / "t", tmp_path / "t/record.json", tmp_path / "t/checkpoint.pt")
     ask = _ask(tmp_path, {"configs": ["cifar100_resnet101"], "overrides": ["optim.epochs=3", "optim.milestones=[1]"]},
                [{"vars": {"tf_kd": "tf_kd_self_resnet101"}},
                 {"configs": ["methods/{tf_kd}"], "overrides": ["method.alpha=0.5"]}],
-               point={"method.tau": 10}, location=["data.root=/somewhere"], needs={"teacher": teacher})
+               point={"method.tau": 10}, data_options=["data.root=/somewhere"], needs={"teacher": teacher})
     answer = classification.run(ask)
-    config = answer.material["config"]
+    config = answer.identity["config"]
     assert (config["model.name"], config["method.name"], config["seed"]) == ("resnet101", "tf_kd_self", 2)
     assert (config["optim.epochs"], config["method.alpha"], config["method.tau"]) == (3, 0.5, 10)
     # what a resume may change, the run's name and its teacher's path do not decide the result: the teacher's key does
     assert not {"data.root", "name", "output_dir", "method.teacher_checkpoint"} & set(config)
-    assert answer.material["deps"] == {"teacher": teacher.key}
+    assert answer.identity["deps"] == {"teacher": teacher.key}
     placed = answer.place(tmp_path / "runs" / "abc")
     (step,) = placed.steps
     assert step.module == "classification.train" and step.torchrun_args == [] and "--continue" in step.args
@@ -63,21 +63,22 @@ def test_detection_door_keys_the_detector_not_the_paths_of_its_inputs(tmp_path):
                 "pskd_config": "detection/configs/demo_faster-rcnn_r18_synthetic_pskd.py", "cfg_options": ["a=1"],
                 "voc": {"out": "{results}/data/voc", "trainval": 8, "test": 4}}
     ask = _ask(tmp_path, settings, [{"cfg_options": ["b=2"], "steps": 10}, {"pskd_head": True, "overrides": ["c=3"]}],
-               values={"backbone": "ps_kd_head"}, location=["d=4"])
+               values={"backbone": "ps_kd_head"}, data_options=["d=4"])
     prepared = detection.prepare(ask)
     assert prepared.kind == "prepare" and not prepared.per_profile and prepared.folder == tmp_path / "results/data/voc"
-    assert prepared.material == {"voc": str(prepared.folder), "trainval": 8, "test": 4}
+    assert prepared.identity == {"voc": str(prepared.folder), "trainval": 8, "test": 4}
     assert detection.prepare(_ask(tmp_path, {}, [])) is None
-    classifier = Prior("c" * 12, "a classifier", tmp_path / "c", tmp_path / "c/record.json", tmp_path / "c/ckpt.pt")
+    classifier = Dependency("c" * 12, "a classifier", tmp_path / "c", tmp_path / "c/record.json",
+                            tmp_path / "c/ckpt.pt")
     convert = detection.backbone(_ask(tmp_path, settings, [], needs={"classifier": classifier}))
-    assert (convert.kind, convert.material, convert.title) == ("convert", {"classifier": classifier.key},
+    assert (convert.kind, convert.identity, convert.title) == ("convert", {"classifier": classifier.key},
                                                                "backbone of a classifier")
     converted = convert.place(tmp_path / "k")
     assert converted.steps[0].args == [str(classifier.checkpoint), str(converted.done)]
-    ask.needs = {"backbone": Prior("b" * 12, "", tmp_path / "k", converted.done, None),
-                 "prepared": Prior("p" * 12, "", prepared.folder, tmp_path / "x", None)}
+    ask.needs = {"backbone": Dependency("b" * 12, "", tmp_path / "k", converted.done, None),
+                 "prepared": Dependency("p" * 12, "", prepared.folder, tmp_path / "x", None)}
     answer = detection.run(ask)
-    assert answer.material == {"config": settings["pskd_config"], "options": ["a=1", "b=2", "c=3", "randomness.seed=2"],
+    assert answer.identity == {"config": settings["pskd_config"], "options": ["a=1", "b=2", "c=3", "randomness.seed=2"],
                                "deps": {"backbone": "b" * 12, "voc": "p" * 12}, "row": "ps_kd_head"}
     placed = answer.place(tmp_path / "runs/abc")
     args = placed.steps[0].args
@@ -97,15 +98,15 @@ def test_translation_door_trains_and_evaluates_on_the_data_its_prepare_run_makes
     settings = {"profile": "paper", "data": "{results}/data/tr",
                 "prepare": {"module": "translation.prepare", "args": ["iwslt15", "--out", "{results}/data/tr"]}}
     ask = _ask(tmp_path, settings, [{"steps": 100}, {"args": ["--direction", "de-en"]}, {"args": ["--method", "ls"]}],
-               data=["iwslt15"], location=["--source", "/raw"])
+               data=["iwslt15"], data_options=["--source", "/raw"])
     prepared = translation.prepare(ask)
-    assert prepared.material == {"module": "translation.prepare",
+    assert prepared.identity == {"module": "translation.prepare",
                                  "args": ["iwslt15", "--out", str(tmp_path / "results/data/tr")]}
     assert prepared.place(prepared.folder).steps[0].args[-2:] == ["--source", "/raw"]  # not in the key: a location
     assert prepared.data == ["iwslt15"] and prepared.folder == tmp_path / "results/data/tr"
-    ask.needs = {"prepared": Prior("p" * 12, "", prepared.folder, prepared.folder / "summary.json", None)}
+    ask.needs = {"prepared": Dependency("p" * 12, "", prepared.folder, prepared.folder / "summary.json", None)}
     answer = translation.run(ask)
-    assert answer.material == {"args": ["--direction", "de-en", "--method", "ls"], "seed": 2,
+    assert answer.identity == {"args": ["--direction", "de-en", "--method", "ls"], "seed": 2,
                                "translation_profile": "paper", "data": "p" * 12}
     assert answer.data == []  # its prepare run reads the data set
     placed = answer.place(tmp_path / "runs/abc")

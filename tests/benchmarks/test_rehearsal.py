@@ -80,7 +80,7 @@ def test_dry_run_costs_come_from_a_gpu_rehearsal_where_one_measured_the_run(tmp_
     for device in ("cuda", "cpu"):
         measured.write_text(json.dumps({"device": device, "runs": {key: {"seconds_per_step": 0.5,
                                                                          "peak_memory_mib": 30000.0}}}))
-        costs = rehearsal.figures(plan, "step_times", measured)
+        costs = rehearsal.costs(plan, "step_times", measured)
         hours, kind = costs[key]
         if device == "cuda":
             assert hours == pytest.approx(90 * math.ceil(1_281_167 / 256) * 0.5 * 8 / 3600)
@@ -121,15 +121,15 @@ def test_the_networks_subset_is_one_pskd_run_per_network_with_what_it_needs(tmp_
     plan = Expander(specs, list(specs), profile, tmp_path, rehearse="cpu").expand()
     subset = rehearsal.network_subset(plan, profile["rehearse_networks_with"])
     trained = [plan.runs[k] for k in subset if plan.runs[k].network is not None]
-    assert {(run.adapter, run.network) for run in trained} == PAPER_NETWORKS and len(trained) == len(PAPER_NETWORKS)
+    assert {(run.kind, run.network) for run in trained} == PAPER_NETWORKS and len(trained) == len(PAPER_NETWORKS)
     mmdet_r50 = next(run for run in trained if run.network == "faster_rcnn_r50")
     assert all("ps_kd" in run.title for run in trained if run is not mmdet_r50), [r.title for r in trained]
     for position, key in enumerate(subset):  # every run it needs, before it
         assert all(dep in subset[:position] for dep in plan.runs[key].deps), plan.runs[key].title
     detector = next(run for run in trained if run.network == "faster_rcnn_r152")
     convert = plan.runs[detector.deps[0]]
-    assert convert.adapter == "convert" and plan.runs[convert.deps[0]].title == "imagenet: none / ps_kd, seed 0"
-    assert {plan.runs[k].adapter for k in subset} == {"classification", "detection", "translation", "convert",
+    assert convert.kind == "convert" and plan.runs[convert.deps[0]].title == "imagenet: none / ps_kd, seed 0"
+    assert {plan.runs[k].kind for k in subset} == {"classification", "detection", "translation", "convert",
                                                       "prepare"}
     assert {run.gpus for run in trained if run.network in ("resnet152", "faster_rcnn_r152")} == {2}
 

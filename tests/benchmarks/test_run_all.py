@@ -75,13 +75,13 @@ def test_every_spec_expands_on_every_profile(profile, tmp_path):
 
 def test_table_s3_runs_depend_on_converted_imagenet_classifiers(tmp_path):
     plan = _plan("paper", tmp_path, only="table_s3")
-    assert "imagenet" in plan.selected or any(r.adapter == "classification" for r in plan.runs.values())
-    detectors = [r for r in plan.runs.values() if r.adapter == "detection" and "mmdet_r50_voc0712" not in r.title]
+    assert "imagenet" in plan.selected or any(r.kind == "classification" for r in plan.runs.values())
+    detectors = [r for r in plan.runs.values() if r.kind == "detection" and "mmdet_r50_voc0712" not in r.title]
     assert len(detectors) == 7
     for detector in detectors:
-        (convert,) = [plan.runs[d] for d in detector.deps if plan.runs[d].adapter == "convert"]
+        (convert,) = [plan.runs[d] for d in detector.deps if plan.runs[d].kind == "convert"]
         (classifier,) = [plan.runs[d] for d in convert.deps]
-        assert classifier.adapter == "classification"
+        assert classifier.kind == "classification"
         assert any("model.backbone.init_cfg.checkpoint=" + str(convert.done) == a for a in detector.steps[0].args)
 
 

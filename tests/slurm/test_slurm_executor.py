@@ -131,7 +131,7 @@ def test_a_run_longer_than_its_partition_goes_on_in_a_chain_of_jobs_across_a_dri
     results = tmp_path / "results"
     run = next(iter(plan_of(results, tables).runs.values()))
     first = Driver(results, tables)
-    wait_for(lambda: run.resume.is_file() and journal(run.dir), 240, "the first job's first checkpoint")
+    wait_for(lambda: run.checkpoint.is_file() and journal(run.dir), 240, "the first job's first checkpoint")
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait()
     [job] = journal(run.dir)
@@ -160,7 +160,7 @@ def test_a_requeued_job_resumes_and_a_cancelled_one_is_reported(no_jobs_left, tm
     requeued, cancelled = sorted(plan.runs.values(), key=lambda r: "ps_kd" in r.title)
     driver = Driver(results, tables, "--slurm", "partition=long")
     for run in (requeued, cancelled):
-        wait_for(lambda run=run: run.resume.is_file() and journal(run.dir), 240, f"a checkpoint of {run.title}")
+        wait_for(lambda run=run: run.checkpoint.is_file() and journal(run.dir), 240, f"a checkpoint of {run.title}")
     job_id = journal(requeued.dir)[0]["id"]
     subprocess.run(["scontrol", "requeue", job_id], check=True)
     subprocess.run(["scancel", journal(cancelled.dir)[0]["id"]], check=True)
@@ -216,6 +216,6 @@ def test_a_run_across_two_nodes_builds_the_store_of_the_one_node_run(no_jobs_lef
     env = dict(os.environ, OMP_NUM_THREADS="1")
     assert execute({**run_payload(local), "gpus": 2}, env) == 0, local.log.read_text()[-3000:]
     assert "--nproc_per_node=2" in local.log.read_text()
-    two_nodes, one_node = (store_table(torch.load(r.resume, weights_only=True)["method"]) for r in (run, local))
+    two_nodes, one_node = (store_table(torch.load(r.checkpoint, weights_only=True)["method"]) for r in (run, local))
     assert two_nodes.shape == one_node.shape and two_nodes.abs().sum() > 0
     torch.testing.assert_close(two_nodes, one_node, rtol=1e-5, atol=1e-6)
