@@ -19,8 +19,9 @@ sentence kept (``--required-batch-size-multiple 1``, and the count is checked). 
 output against the tokenised references), the one compared with the paper's BLEU
 (common/reference/paper_tables.yaml, ``iwslt15_bleu``), since the paper (supplement C.1) names no scorer
 and IWSLT papers of its time report tokenised BLEU; and sacrebleu on the hypotheses detokenised with
-sacremoses, against the references after Moses' punctuation normaliser (the one translation.prepare runs
-on the training text), with its signature.
+sacremoses, against references treated as the hypotheses are (:func:`sacrebleu_references`: Moses'
+punctuation normaliser, which translation.prepare runs on the training text; for the fairseq-iwslt14 recipe
+the tokenised references detokenised alike), with its signature.
 Extra fairseq-train options go after ``--``; for several GPUs fairseq's own distributed options apply
 (``--distributed-world-size``; see docs/translation.md).
 """
@@ -111,9 +112,19 @@ def check_direction(data: Path, direction: str) -> None:
                "run `python -m translation.prepare demo|iwslt15|parallel --out DATA` first"))
 
 
+def check_dictionary(data: Path, profile: str, extra: list[str]) -> None:
+    """fairseq's --share-all-embeddings (the demo and smoke profiles) needs one dictionary of both languages; a
+    corpus prepared with a dictionary per language (summary.json ``dictionary``) stops here with what to do."""
+    summary = read_summary(data)
+    if "--share-all-embeddings" in [*PROFILES[profile], *extra] and (summary or {}).get("dictionary") == "per-language":
+        raise UserError(f"the {profile} profile shares all embeddings, which needs a joined dictionary, but {data} "
+                        "has one per language: prepare it with --fairseq-dictionary joined, or use --profile paper")
+
+
 def train(data: Path, direction: str, method: str, profile: str, runs: Path, seed: int, extra: list[str]) -> Path:
     save_dir = run_dir(runs, direction, method)
     check_direction(data, direction)
+    check_dictionary(data, profile, extra)
     cmd = train_command(data, direction, method, profile, save_dir, seed, extra)
     save_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(save_dir / "train_command.txt", " ".join(cmd) + "\n")
@@ -145,7 +156,9 @@ def train_timings(log: Path) -> dict[str, float | str | None]:
 
 HYPOTHESIS = re.compile(r"^H-(\d+)\t[^\t]*\t(.*)$")
 TARGET = re.compile(r"^T-(\d+)\t(.*)$")
-REFERENCES = "moses-punct-normalised"
+# What sacrebleu's references are (the record's bleu.references), by recipe; a corpus without one (summary.json
+# from before recipes, a user's parallel corpus) is the cased recipe's.
+REFERENCES = {"cased": "moses-punct-normalised", "fairseq-iwslt14": "detokenised-tokenised-references"}
 
 
 @dataclass(frozen=True)
@@ -162,8 +175,6 @@ def generate(data: Path, direction: str, checkpoint: Path, beam: int = 5, cpu: b
              extra: Sequence[str] = ()) -> Generation:
     """Translate every test sentence; fairseq's tokenised BLEU4 comes from the same call. ``extra``: more
     options of fairseq-generate (a rehearsal's ``--max-len-b``)."""
-    from sacremoses import MosesDetokenizer
-
     src, tgt = direction.split("-")
     cmd = [sys.executable, "-m", "fairseq_cli.generate", str(Path(data) / "bin" / direction), "--user-dir",
            TRANSLATION_DIR, "--path", str(checkpoint), "--source-lang", src, "--target-lang", tgt,
@@ -181,10 +192,36 @@ def generate(data: Path, direction: str, checkpoint: Path, beam: int = 5, cpu: b
     if sorted(hypotheses) != list(range(n_test)) or sorted(targets) != list(range(n_test)):
         raise RuntimeError(f"fairseq-generate returned {len(hypotheses)} hypotheses for {n_test} test "
                            "sentences: none may be dropped")
-    detok = MosesDetokenizer(lang=tgt)
     tokenised = [hypotheses[i] for i in range(n_test)]
-    return Generation(hypotheses=[detok.detokenize(h.split()) for h in tokenised], tokenised_hypotheses=tokenised,
+    return Generation(hypotheses=detokenise(tokenised, tgt), tokenised_hypotheses=tokenised,
                       tokenised_targets=[targets[i] for i in range(n_test)], tokenised_bleu=parse_fairseq_bleu(out))
+
+
+def detokenise(lines: list[str], lang: str) -> list[str]:
+    """Space-separated Moses tokens -> text: sacremoses' detokeniser, which also undoes tokenizer.perl's escaping
+    (``&quot;`` -> ``"``)."""
+    from sacremoses import MosesDetokenizer
+
+    detok = MosesDetokenizer(lang=lang)
+    return [detok.detokenize(line.split()) for line in lines]
+
+
+def sacrebleu_references(data: Path, tgt: str, summary: dict | None) -> tuple[list[str], str, str]:
+    """The test references that sacrebleu scores the detokenised hypotheses against, treated as those are, with
+    their :data:`REFERENCES` label and a sentence saying what they are. The cased recipe: ``raw/test.<tgt>``
+    through Moses' punctuation normaliser, which the training text went through (a model that never saw ’ „ “
+    does not emit them). The fairseq-iwslt14 recipe: ``tok/test.<tgt>``, the lowercased, escaped tokens that
+    fairseq-generate's BLEU4 scores against, through :func:`detokenise` as the hypotheses are; its raw test
+    side keeps the XML sets' entities (``&quot;``), which the script never unescapes."""
+    recipe = (summary or {}).get("recipe", "cased")
+    if recipe == "fairseq-iwslt14":
+        tokenised = (Path(data) / "tok" / f"test.{tgt}").read_text(encoding="utf-8").splitlines()
+        return (detokenise(tokenised, tgt), REFERENCES[recipe],
+                f"tok/test.{tgt} detokenised with sacremoses MosesDetokenizer(lang={tgt!r}), as the hypotheses are")
+    raw = (Path(data) / "raw" / f"test.{tgt}").read_text(encoding="utf-8").splitlines()
+    return (normalise_punctuation(raw, tgt), REFERENCES["cased"],
+            f"raw/test.{tgt} after sacremoses MosesPunctNormalizer(lang={tgt!r}), the normaliser translation.prepare "
+            "runs on the training and source text")
 
 
 def read_summary(data: Path) -> dict | None:
@@ -203,15 +240,12 @@ def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, 
         raise FileNotFoundError(f"no checkpoint at {checkpoint}; train first (python -m translation.run train ...)")
     tgt = direction.split("-")[1]
     generation = generate(data, direction, checkpoint, extra=generate_options)
-    raw = (Path(data) / "raw" / f"test.{tgt}").read_text(encoding="utf-8").splitlines()
-    # translation.prepare normalised the training text, so the model never emits ’ „ “: scoring it against raw
-    # references would count every typographic quote as an error.
-    references = normalise_punctuation(raw, tgt)
+    summary = read_summary(data)
+    references, references_label, references_detail = sacrebleu_references(data, tgt, summary)
     sacre = corpus_bleu(generation.hypotheses, references)
     tok = generation.tokenised_bleu
     atomic_write_text(save_dir / "test_hypotheses.txt", "\n".join(generation.hypotheses) + "\n")
     command = (save_dir / "train_command.txt").read_text().split() if (save_dir / "train_command.txt").exists() else []
-    summary = read_summary(data)
     own_corpus = summary is not None and summary.get("corpus") == "parallel"  # no paper value to point at
     record = RunRecord(f"{direction}-{method}", {"method": method, "profile": profile, "data": str(data),
                                                  "train_command": command,
@@ -227,9 +261,8 @@ def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, 
                       "scorer": "fairseq-generate --scoring bleu --remove-bpe (Moses-tokenised, BPE removed)"},
         "sacrebleu": {"score": sacre.score, "signature": sacre.signature, "precisions": sacre.precisions,
                       "brevity_penalty": sacre.brevity_penalty, "hyp_len": sacre.hyp_len, "ref_len": sacre.ref_len},
-        "references": REFERENCES,
-        "references_detail": f"raw/test.{tgt} after sacremoses MosesPunctNormalizer(lang={tgt!r}), the normaliser "
-                             "translation.prepare runs on the training and source text",
+        "references": references_label,
+        "references_detail": references_detail,
     }
     record.data["corpus"] = {"pairs": summary["pairs"] if summary else None,
                              "paper_pairs": summary.get("paper_pairs", PAPER_PAIRS) if summary else PAPER_PAIRS}
@@ -259,14 +292,15 @@ def table_notes(records: list[dict]) -> list[str]:
     """What the table's columns are, and the corpus counts beside the paper's: paragraphs under the table."""
     signatures = sorted({r["final"]["signature"] for r in records if r.get("final", {}).get("signature")})
     labels = " / ".join(sorted({r["bleu"]["tokenised"].get("label", bleu_label(None)) for r in records}))
+    references = "; ".join(sorted({r["bleu"].get("references_detail", "") for r in records} - {""}))
     notes = [
         f"BLEU: fairseq-generate's {labels or bleu_label(None)} (--scoring bleu on the Moses-tokenised, BPE-removed "
         "output "
         f"against the tokenised references). The paper's {paper_bleu()} are compared with this "
         "column: the paper (supplement C.1) names no scorer, and IWSLT papers of its time report tokenised BLEU, "
         "which runs about a point above detokenised sacrebleu.",
-        "sacrebleu: detokenised hypotheses against references passed through Moses' punctuation normaliser "
-        f"(as the training text was); signature {', '.join(signatures) or 'n/a'}.",
+        f"sacrebleu: detokenised hypotheses against references treated as they are ({references or 'n/a'}); "
+        f"signature {', '.join(signatures) or 'n/a'}.",
     ]
     corpora = {json.dumps((r.get("corpus") or {}).get("pairs"), sort_keys=True): r for r in records}
     for key, record in corpora.items():

@@ -66,8 +66,10 @@ def test_iwslt_preparation_on_a_fake_archive_gives_the_expected_splits(tmp_path)
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["pairs"]["test"] == 24
     references = (tmp_path / "out" / "raw" / "test.de").read_text().splitlines()
     assert len(references) == 24 and references[0].endswith("& de")
+    assert summary["dictionary"] == "joined"  # the demo and smoke profiles share all embeddings
     for direction in ("en-de", "de-en"):
-        assert (tmp_path / "out" / "bin" / direction / "dict.en.txt").is_file()
+        folder = tmp_path / "out" / "bin" / direction
+        assert (folder / "dict.en.txt").read_text() == (folder / "dict.de.txt").read_text()
 
 
 def test_missing_iwslt_archive_says_what_to_get(tmp_path):

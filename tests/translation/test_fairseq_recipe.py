@@ -176,7 +176,6 @@ def test_bpe_is_one_code_file_learned_on_both_training_sides(prepared):
             segmented = _read(out / "bpe" / f"{split}.{lang}")
             assert segmented == [bpe.process_line(line) for line in tokenised]
             assert [line.replace("@@ ", "") for line in segmented] == tokenised
-    assert (out / "bin" / "en-de" / "dict.en.txt").read_text() == (out / "bin" / "de-en" / "dict.de.txt").read_text()
 
 
 def test_counts_are_printed_with_the_pairs_before_the_hold_out(prepared):
@@ -240,7 +239,7 @@ def test_misaligned_headers_stop_with_both_files_named(tmp_path):
 def test_cli_passes_the_recipe_and_the_paper_profile_uses_it(monkeypatch, tmp_path):
     seen = {}
 
-    def fake(source, out, bpe_merges, recipe):
+    def fake(source, out, bpe_merges, recipe, **choices):
         seen.update(recipe=recipe, merges=bpe_merges)
         return {"pairs": {"train": 1, "valid": 1, "test": 1}, "paper_pairs": dict(PAPER_PAIRS)}
 
@@ -283,3 +282,192 @@ def test_the_bleu_of_a_lowercased_corpus_is_labelled_lowercased(tmp_path, monkey
     assert record["bleu"]["tokenised"]["label"] == label
     text = run.table(runs, tmp_path / "table")[0].read_text()
     assert f"fairseq-generate's {label} (" in text
+
+
+# ---------------------------------------------------------------------------------- the test set's named files
+
+NAMED_TEST_FILES = ["IWSLT15.TED.dev2010.en-de.{}.xml", "IWSLT15.TEDX.dev2012.en-de.{}.xml",
+                    "IWSLT15.TED.tst2010.en-de.{}.xml", "IWSLT15.TED.tst2011.en-de.{}.xml",
+                    "IWSLT15.TED.tst2012.en-de.{}.xml", "IWSLT15.TED.tst2013.en-de.{}.xml"]
+
+
+def test_summary_lists_the_release_files_of_the_test_set(prepared):
+    summary = prepared["summary"]
+    assert summary["tst2013"] == "TED"
+    assert summary["test_files"] == {lang: [name.format(lang) for name in NAMED_TEST_FILES] for lang in ("en", "de")}
+
+
+def _add_tedx_tst2013(folder):
+    """The release's second tst2013, IWSLT15.TEDX.tst2013, beside the stand-in's TED one."""
+    for lang, text in (("en", "A TEDx talk."), ("de", "Ein TEDx-Vortrag.")):
+        (folder / f"IWSLT15.TEDX.tst2013.en-de.{lang}.xml").write_text(
+            f'<mteval>\n<doc docid="9">\n<seg id="1"> {text} </seg>\n<seg id="2">Two.</seg>\n</doc>\n</mteval>\n',
+            encoding="utf-8")
+
+
+@pytest.mark.parametrize("tst2013", ["TED", "TEDX", "both"])
+def test_tst2013_is_the_named_file_of_the_choice(tmp_path, tst2013):
+    from translation.corpus import fairseq_test, iwslt15
+
+    _, test = _build_release(tmp_path)
+    folder = tmp_path / "en-de"
+    _add_tedx_tst2013(folder)
+    ted_tst2013 = 5  # the stand-in's sixth set (s = 5): 3 + 5 % 2 segments, then "It’s tst2013."
+    tedx = ["A TEDx talk.", "Two."]
+    lines = fairseq_test(folder, "en", "de", tst2013=tst2013)
+    before = len(test["en"]) - ted_tst2013
+    assert lines["en"][before - 1] == "It's tst2012."
+    expected_tail = {"TED": ["It's tst2013."], "TEDX": tedx, "both": ["It's tst2013.", *tedx]}[tst2013]
+    assert lines["en"][before:][-len(expected_tail):] == expected_tail
+    assert len(lines["en"]) == before + {"TED": ted_tst2013, "TEDX": 2, "both": ted_tst2013 + 2}[tst2013]
+    _, cased_test = iwslt15(folder, "en", "de", tst2013)
+    assert cased_test.tgt[-1] == {"TED": "It’s tst2013.", "TEDX": "Two.", "both": "Two."}[tst2013]
+
+
+def test_a_second_copy_of_a_test_file_or_an_unknown_choice_stops(tmp_path):
+    from translation.corpus import CorpusError, iwslt_test_files
+
+    _build_release(tmp_path)
+    with pytest.raises(ValueError, match="tst2013='tedx': use one of TED, TEDX, both"):
+        iwslt_test_files(tmp_path / "en-de", "en", "de", "tedx")
+    copy = tmp_path / "en-de" / "copy"
+    copy.mkdir()
+    (copy / "IWSLT15.TED.tst2011.en-de.de.xml").write_text("<mteval/>\n")
+    with pytest.raises(CorpusError, match=r"2 files match 'IWSLT15\.TED\.tst2011\.\*\.de\.xml'.*keep one"):
+        iwslt_test_files(tmp_path / "en-de", "en", "de")
+
+
+# ------------------------------------------------- whitespace and character classes against real sed and perl
+
+# Python's \s, Perl's \s, GNU sed's \s and the no-break spaces: every character where they may disagree.
+SPACE_CANDIDATES = ["\t", "\v", "\f", "\r", " ", "\x1c", "\x1d", "\x1e", "\x1f", "\x85", "\xa0", "\u1680",
+                    *map(chr, range(0x2000, 0x200C)), "\u2028", "\u2029", "\u202f", "\u205f", "\u3000", "\ufeff"]
+# prepare-iwslt14.sh lines 76-79, run by the real tools
+SCRIPT_SEG_FILTER = ("grep '<seg id' \"$0\" | sed -e 's/<seg id=\"[0-9]*\">\\s*//g' | sed -e 's/\\s*<\\/seg>\\s*//g' "
+                     "| sed -e \"s/\\’/\\'/g\"")
+
+
+def _utf8_locale_or_skip():
+    import shutil
+    import subprocess
+
+    if not shutil.which("sed") or not shutil.which("grep"):
+        pytest.skip("needs GNU sed and grep")
+    locales = subprocess.run(["locale", "-a"], capture_output=True, text=True).stdout.split()
+    utf8 = next((name for name in ("C.UTF-8", "C.utf8", "en_US.UTF-8", "en_US.utf8") if name in locales), None)
+    if utf8 is None:
+        pytest.skip("needs a UTF-8 locale for sed's \\s on characters")
+    return utf8
+
+
+def test_seg_lines_are_stripped_as_gnu_sed_strips_them(tmp_path):
+    import subprocess
+
+    from translation.corpus import fairseq_test_side
+
+    locale = _utf8_locale_or_skip()
+    segs = []
+    for n, ch in enumerate(SPACE_CANDIDATES):
+        segs += [f'<seg id="{2 * n + 1}">{ch}x{ch}’s{ch}</seg>{ch}', f'<seg id="{2 * n + 2}">{ch}</seg>']
+    path = tmp_path / "IWSLT15.TED.tst2010.en-de.en.xml"
+    path.write_text("<mteval>\n" + "\n".join(segs) + "\n</mteval>\n", encoding="utf-8")
+    sed = subprocess.run(["bash", "-c", SCRIPT_SEG_FILTER, str(path)], capture_output=True, check=True,
+                         env={"LC_ALL": locale, "PATH": "/usr/bin:/bin"}).stdout.decode("utf-8")
+    assert "\n".join(fairseq_test_side(path)) + "\n" == sed
+    assert fairseq_test_side(path)[21] == "\xa0"  # a no-break-space segment stays one (sed's \s leaves it)
+
+
+def _perl_or_skip():
+    import shutil
+    import subprocess
+
+    if not shutil.which("perl") or subprocess.run(["perl", "-e", "'x' =~ /\\p{IsAlnum}/ or die"]).returncode:
+        pytest.skip("needs perl with its Unicode tables")
+
+
+def _perl(script, lines):
+    """``perl -CS`` (UTF-8 in and out, as tokenizer.perl's binmode) with ``script`` as ``-ne`` on ``lines``."""
+    import subprocess
+
+    out = subprocess.run(["perl", "-CS", "-ne", script], input="".join(f"{line}\n" for line in lines),
+                         capture_output=True, check=True, text=True).stdout
+    return out.split("\n")[:-1]
+
+
+def test_whitespace_only_lines_pass_the_tokenizer_as_tokenizer_perl_passes_them():
+    _perl_or_skip()
+    lines = [ch * 2 for ch in SPACE_CANDIDATES] + [""]
+    # tokenizer.perl's main loop and tokenize_batch: a line matching /^\s*$/ is printed unchanged
+    blank = _perl("chomp; print(/^\\s*$/ ? \"1\\n\" : \"0\\n\")", lines)
+    for line, perl_blank in zip(lines, blank, strict=True):
+        tokenized = prepare.tokenize([line], "de", fairseq=True)[0]
+        assert (tokenized == line) == (perl_blank == "1"), repr(line)
+    # the rest go through `s/\s+/ /g; s/[\000-\037]//g;`: the four controls outside Perl's \s are deleted
+    assert prepare.tokenize(["\x1c\x1f", "a\x1fb", "a\x1c b"], "en", fairseq=True) == ["", "ab", "a b"]
+    assert prepare.tokenize(["a\xa0b"], "en", fairseq=True) == ["a b"]
+
+
+def test_cjk_and_hangul_words_are_split_unlike_tokenizer_perl_a_kept_deviation():
+    _perl_or_skip()
+    # tokenizer.perl's rule that pads every character outside \p{IsAlnum} with spaces
+    pad = "s/([^\\p{IsAlnum}\\s\\.\\'\\`\\,\\-])/ $1 /g; print"
+    words = ["我们是学生", "한국어"]
+    assert _perl(pad, words) == words  # Perl keeps each word
+    assert prepare.tokenize(words, "en", fairseq=True) == ["我 们 是 学 生", "한 국 어"]  # sacremoses splits them
+    # where the corpus's text is, Latin script, the two classes agree: "a?a" stays one word exactly when Perl
+    # counts ? as alphanumeric, or ? is one of the rule's exceptions . ` - (the comma has a rule of its own)
+    latin = [chr(c) for c in range(0x20, 0x250) if c not in (0x7F, *range(0x80, 0xA0))]
+    flags = _perl("chomp; print((/\\p{IsAlnum}/ ? 1 : 0), \"\\n\")", latin)
+    perl_alnum = {ch for ch, flag in zip(latin, flags, strict=True) if flag == "1"}
+    kept = {ch for ch in latin if prepare.tokenize([f"a{ch}a"], "de", fairseq=True)[0] == f"a{ch}a"}
+    assert len(perl_alnum) > 400 and kept == perl_alnum | {" ", ".", "`", "-"}
+
+
+# ------------------------------------------------------------------------------------------------ dictionaries
+
+def test_each_language_has_its_own_dictionary_as_fairseqs_example_binarises(prepared):
+    from collections import Counter
+
+    out = prepared["out"]
+    assert prepared["summary"]["dictionary"] == "per-language"
+    for lang in ("en", "de"):
+        # fairseq-preprocess without --joined-dictionary: dict.<lang>.txt counts the words of bpe/train.<lang>
+        counts = Counter((out / "bpe" / f"train.{lang}").read_text(encoding="utf-8").split())
+        for direction in ("en-de", "de-en"):
+            entries = dict(e.split(" ") for e in (out / "bin" / direction / f"dict.{lang}.txt").read_text(
+                encoding="utf-8").splitlines())
+            # fairseq pads a dictionary (with its 4 special symbols) to a multiple of 8 with unused made-up words
+            padding = {word for word, n in entries.items() if word.startswith("madeupword") and n == "0"}
+            assert {word: int(n) for word, n in entries.items() if word not in padding} == counts
+            assert (len(entries) + 4) % 8 == 0 and len(padding) < 8
+    assert "straße" not in (out / "bin" / "en-de" / "dict.en.txt").read_text(encoding="utf-8")
+
+
+def test_a_model_sharing_all_embeddings_needs_the_joined_dictionary(tmp_path):
+    from common.cli import UserError
+
+    (tmp_path / "summary.json").write_text(json.dumps({"dictionary": "per-language"}))
+    run.check_dictionary(tmp_path, "paper", [])  # transformer_iwslt_de_en shares only the decoder's embeddings
+    with pytest.raises(UserError, match=r"needs a joined dictionary.*--fairseq-dictionary joined"):
+        run.check_dictionary(tmp_path, "smoke", [])
+    with pytest.raises(UserError, match="needs a joined dictionary"):
+        run.check_dictionary(tmp_path, "paper", ["--share-all-embeddings"])
+    (tmp_path / "summary.json").write_text(json.dumps({"dictionary": "joined"}))
+    run.check_dictionary(tmp_path, "smoke", [])
+
+
+def test_cli_passes_the_test_set_and_dictionary_choices(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake(source, out, bpe_merges, recipe, tst2013, dictionary):
+        seen.update(recipe=recipe, tst2013=tst2013, dictionary=dictionary)
+        return {"pairs": {"train": 1, "valid": 1, "test": 1}, "paper_pairs": dict(PAPER_PAIRS)}
+
+    monkeypatch.setattr(prepare, "prepare_iwslt15", fake)
+    prepare.main(["iwslt15", "--source", str(tmp_path), "--recipe", "fairseq-iwslt14", "--tst2013", "both",
+                  "--fairseq-dictionary", "joined", "--out", str(tmp_path / "o")])
+    assert seen == {"recipe": "fairseq-iwslt14", "tst2013": "both", "dictionary": "joined"}
+    prepare.main(["iwslt15", "--source", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert seen == {"recipe": "cased", "tst2013": "TED", "dictionary": None}  # None: the recipe's own
+    with pytest.raises(SystemExit):
+        prepare.main(["demo", "--tst2013", "both", "--out", str(tmp_path / "o")])

@@ -26,12 +26,12 @@ def test_references_are_normalised_as_the_training_text_was(lang):
     assert not set("’„“”") & set(tokens)  # so the model never sees (or emits) them
 
 
-def _fake_run(tmp_path, monkeypatch, direction, hypotheses, summary=None):
+def _fake_run(tmp_path, monkeypatch, direction, hypotheses, summary=None, raw=None):
     tgt = direction.split("-")[1]
     data = tmp_path / "data"
     (data / "raw").mkdir(parents=True)
     (data / "bin" / direction).mkdir(parents=True)  # what translation.prepare leaves; generate is faked below
-    (data / "raw" / f"test.{tgt}").write_text("\n".join(RAW[tgt]) + "\n", encoding="utf-8")
+    (data / "raw" / f"test.{tgt}").write_text("\n".join(raw or RAW[tgt]) + "\n", encoding="utf-8")
     if summary is not None:
         (data / "summary.json").write_text(json.dumps(summary))
     runs = tmp_path / "runs"
@@ -81,3 +81,16 @@ def test_counts_are_printed_beside_the_papers(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(prepare, "prepare_demo", lambda *args, **kwargs: summary)
     prepare.main(["demo", "--out", str(tmp_path)])
     assert format_counts(summary) in capsys.readouterr().out
+
+
+def test_fairseq_recipe_references_are_detokenised_as_the_hypotheses_are(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    (data / "tok").mkdir(parents=True)
+    # the recipe's tokenised, escaped, lowercased reference; its raw side keeps the XML set's entity
+    (data / "tok" / "test.en").write_text("it &apos;s &quot; great &quot; &amp; fun .\n", encoding="utf-8")
+    hypothesis = 'it\'s "great" & fun.'  # what sacremoses' detokeniser makes of the same tokens
+    final, record = _fake_run(tmp_path, monkeypatch, "de-en", [hypothesis], {"recipe": "fairseq-iwslt14",
+                              "pairs": {"train": 9, "valid": 1, "test": 1}}, raw=["it's &quot;great&quot; & fun."])
+    assert final["sacrebleu"] == pytest.approx(100.0)
+    assert record["bleu"]["references"] == "detokenised-tokenised-references"
+    assert "tok/test.en detokenised" in record["bleu"]["references_detail"]
