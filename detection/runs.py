@@ -15,7 +15,7 @@ from mmengine.runner import Runner
 
 from common.methods import method_names
 from common.records import RunRecord
-from detection.voc import make_synthetic_voc
+from detection.standin import make_synthetic_voc
 
 # mmdet's own R50-FPN VOC07+12 baseline: a check of the detector set-up apart from PS-KD, printed beside
 # mmdet's published mAP (common/reference/published_baselines.yaml), not beside a Table S3 row.

@@ -1,15 +1,20 @@
-"""Detection data made here, in PASCAL VOC's on-disk format (the protocol: :mod:`common.standin`).
+"""Detection data made here, in PASCAL VOC's on-disk format, by one generator (the stand-in protocol:
+:mod:`common.standin`).
 
     python -m detection.standin voc --out DIR                          # the paper profile's stand-in VOCdevkit
     python -m detection.standin synthetic --out DIR [--trainval 8] [--test 4]   # the demo's and smoke's set
 
-* :func:`make_voc`, the rehearsal's stand-in: a VOCdevkit with VOC2007 (trainval, test) and VOC2012 (trainval)
-  as the devkit lays them out (http://host.robots.ox.ac.uk/pascal/VOC/voc2012/devkit_doc.pdf):
-  ``JPEGImages/<id>.jpg``, ``Annotations/<id>.xml`` (size; per object name, pose, truncated, difficult, 1-based
-  bndbox) and ``ImageSets/Main/<split>.txt`` with the per-class ``<class>_<split>.txt`` lists, over the 20 VOC
-  classes, so that the paper profile's configs read it unchanged.
-* ``synthetic``: :func:`detection.voc.make_synthetic_voc`, a small learnable set of five classes for the demo
-  and smoke profiles.
+:func:`make_voc` writes a VOCdevkit as the devkit lays it out
+(http://host.robots.ox.ac.uk/pascal/VOC/voc2012/devkit_doc.pdf): ``VOC2007`` (train, val, trainval, test) and,
+when asked, ``VOC2012`` (train, val, trainval), each with ``JPEGImages/<id>.jpg``, ``Annotations/<id>.xml`` (size;
+per object name, pose, truncated, difficult, 1-based bndbox) and ``ImageSets/Main/<split>.txt`` with the
+per-class ``<class>_<split>.txt`` lists. Each object is a filled shape of its class's colour in the devkit's
+palette (rectangles and ellipses by turn) over a smooth backdrop, so that a detector can learn it.
+
+* ``voc``: the rehearsal's stand-in: both years, the 20 VOC classes, photo-sized images, so that the paper
+  profile's configs read it unchanged.
+* ``synthetic`` (:func:`make_synthetic_voc`): the demo's and smoke's small learnable set: VOC2007 only, five
+  classes, 224 x 160 images.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ import numpy as np
 
 from common.cli import run_main
 from common.standin import StandinError, backdrop, claim, finish
-from detection.voc import VOC_CLASSES, make_synthetic_voc
+from detection.voc import VOC_CLASSES
 
 GENERATOR = "detection.standin"
 VOC_SIZES = ((500, 375), (375, 500), (500, 333), (333, 500), (500, 366), (486, 500), (500, 281))
 VOC_POSES = ("Frontal", "Rear", "Left", "Right", "Unspecified")
+SYNTHETIC_CLASSES = ("bus", "car", "cat", "dog", "person")  # the demo's five
 
 
 def _voc_colour(label: int) -> tuple[int, int, int]:
@@ -83,19 +89,19 @@ def _voc_annotation(year: str, image_id: str, width: int, height: int, objects: 
     return tree
 
 
-def _write_voc_year(root: Path, year: str, splits: dict[str, list[str]], rng: np.random.Generator,
-                    classes: tuple[str, ...]) -> dict[str, int]:
-    """One VOC<year> folder: images, annotations, ``ImageSets/Main/<split>.txt`` and, per class,
-    ``<class>_<split>.txt`` (``<id> 1`` the class is in the image, ``-1`` it is not, ``0`` only as difficult)."""
+def _write_voc_year(voc: Path, year: str, splits: dict[str, list[str]], rng: np.random.Generator,
+                    classes: tuple[str, ...], sizes: tuple[tuple[int, int], ...]) -> dict[str, int]:
+    """One VOC<year> folder ``voc``: images of ``sizes`` (width, height), annotations, ``ImageSets/Main/<split>.txt``
+    and, per class, ``<class>_<split>.txt`` (``<id> 1`` the class is in the image, ``-1`` it is not, ``0`` only
+    as difficult)."""
     from PIL import ImageDraw
 
-    voc = root / f"VOC{year}"
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
     present: dict[str, dict[str, int]] = {}
     n_objects = 0
     for image_id in sorted({i for ids in splits.values() for i in ids}):  # train and val are in trainval too
-        width, height = VOC_SIZES[int(rng.integers(len(VOC_SIZES)))]
+        width, height = sizes[int(rng.integers(len(sizes)))]
         image = backdrop(rng, width, height)
         draw = ImageDraw.Draw(image)
         objects = _voc_objects(rng, width, height, classes)
@@ -118,28 +124,44 @@ def _write_voc_year(root: Path, year: str, splits: dict[str, list[str]], rng: np
 
 
 def make_voc(out: str | Path, voc2007_trainval: int = 32, voc2007_test: int = 16, voc2012_trainval: int = 32,
-             seed: int = 0) -> dict[str, Any]:
-    """A stand-in VOCdevkit in ``out``: VOC2007 with ``train``/``val``/``trainval``/``test`` image lists (ids
-    ``000001``, ... with the two sets interleaved as in the real one) and VOC2012 with ``train``/``val``/
-    ``trainval`` (ids ``2008_000001``, ...), photo-sized JPEGs of the 20 VOC classes drawn as filled shapes of
-    their palette colour."""
+             seed: int = 0, classes: tuple[str, ...] = VOC_CLASSES,
+             sizes: tuple[tuple[int, int], ...] = VOC_SIZES, flat: bool = False) -> dict[str, Any]:
+    """A VOCdevkit in ``out``: VOC2007 with ``train``/``val``/``trainval``/``test`` image lists (ids ``000001``,
+    ... with the two sets interleaved as in the real one) and, where ``voc2012_trainval``, VOC2012 with
+    ``train``/``val``/``trainval`` (ids ``2008_000001``, ...), of ``classes``, images of ``sizes`` (width,
+    height). ``flat``: VOC2007's folders in ``out`` itself (a folder of one's own classes), without VOC2012."""
+    if flat and voc2012_trainval:
+        raise ValueError("a flat VOC folder holds one year: ask for no VOC2012 images")
     started = time.monotonic()
     root = Path(out)
-    owned = ("VOC2007", "VOC2012")
+    years = {"2007": root if flat else root / "VOC2007", **({"2012": root / "VOC2012"} if voc2012_trainval else {})}
+    owned = ("Annotations", "JPEGImages", "ImageSets") if flat else tuple(folder.name for folder in years.values())
     claim(root, "voc", owned, seed, GENERATOR)
     rng = np.random.default_rng(seed)
     n07 = voc2007_trainval + voc2007_test
     test_numbers = set(rng.choice(np.arange(1, n07 + 1), size=voc2007_test, replace=False).tolist())
     ids07 = [f"{n:06d}" for n in range(1, n07 + 1)]
     trainval07 = [i for n, i in enumerate(ids07, start=1) if n not in test_numbers]
-    ids12 = [f"{2008 + k % 4}_{k // 4 + 1:06d}" for k in range(voc2012_trainval)]
-    trainval12 = sorted(ids12)
+    trainval12 = sorted(f"{2008 + k % 4}_{k // 4 + 1:06d}" for k in range(voc2012_trainval))
+    lists = {"2007": (trainval07, {"test": [i for i in ids07 if i not in trainval07]}), "2012": (trainval12, {})}
     counts = {}
-    for year, trainval, extra in (("2007", trainval07, {"test": [i for i in ids07 if i not in trainval07]}),
-                                  ("2012", trainval12, {})):
+    for year, folder in years.items():
+        trainval, extra = lists[year]
         splits = {"train": trainval[0::2], "val": trainval[1::2], "trainval": trainval, **extra}
-        counts[f"VOC{year}"] = _write_voc_year(root, year, splits, rng, VOC_CLASSES)
+        counts[f"VOC{year}"] = _write_voc_year(folder, year, splits, rng, tuple(classes), sizes)
     return finish("voc", root, root, owned, seed, GENERATOR, counts, started)
+
+
+def make_synthetic_voc(root: str | Path, n_trainval: int = 128, n_test: int = 64, size: tuple[int, int] = (160, 224),
+                       seed: int = 0, classes: tuple[str, ...] = SYNTHETIC_CLASSES, subdir: str = "VOC2007") -> Path:
+    """The demo's small learnable VOC set under ``root/subdir`` (:func:`make_voc`: VOC2007 only, images of
+    ``size`` (height, width), five VOC classes or one's own ``classes``); ``subdir=""`` writes the folders into
+    ``root`` itself. Returns ``root``."""
+    if subdir not in ("VOC2007", ""):
+        raise ValueError(f"subdir must be VOC2007 or '' (the folders in root itself); got {subdir!r}")
+    height, width = size
+    make_voc(root, n_trainval, n_test, 0, seed, classes, ((width, height),), flat=subdir == "")
+    return Path(root)
 
 
 def main(argv: list[str] | None = None) -> None:

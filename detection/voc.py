@@ -1,4 +1,4 @@
-"""PASCAL VOC data: a robust annotation parser, a dataset that uses it, and a synthetic VOC generator.
+"""PASCAL VOC data: a robust annotation parser and a dataset that uses it (the generated sets: detection.standin).
 
 ``RobustVOCDataset`` is mmdet's VOCDataset with a parser that accepts what real annotation tools write
 and counts every fix-up (logged once per dataset, kept in ``dataset.fixups``):
@@ -19,7 +19,6 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 from mmdet.datasets import VOCDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import MMLogger
@@ -118,54 +117,3 @@ class RobustVOCDataset(VOCDataset):
                 "xml_path": img_info["xml_path"], "height": height, "width": width, "instances": instances}
 
 
-SYNTHETIC_CLASSES = ("bus", "car", "cat", "dog", "person")
-_COLORS = {"bus": (230, 180, 20), "car": (200, 30, 30), "cat": (120, 120, 120), "dog": (140, 80, 30),
-           "person": (40, 90, 220)}
-
-
-def make_synthetic_voc(root: str | Path, n_trainval: int = 128, n_test: int = 64, size: tuple[int, int] = (160, 224),
-                       seed: int = 0, classes: tuple[str, ...] = SYNTHETIC_CLASSES, subdir: str = "VOC2007") -> Path:
-    """A small deterministic VOC-format data set under ``root/subdir``: 1-3 objects per image from five VOC
-    classes, each a filled shape of its own colour and form (bus/car: rectangles of different aspect,
-    cat/dog: ellipses, person: a tall bar) over a noisy gradient background. Returns ``root``.
-
-    Other ``classes`` (a user-class test) are drawn as the five are, the i-th like the (i mod 5)-th of
-    ``SYNTHETIC_CLASSES``; ``subdir=""`` writes the folders into ``root`` itself."""
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    look = {cls: SYNTHETIC_CLASSES[i % len(SYNTHETIC_CLASSES)] for i, cls in enumerate(classes)}
-    voc = Path(root) / subdir
-    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
-        (voc / sub).mkdir(parents=True, exist_ok=True)
-    height, width = size
-    names = []
-    for index in range(n_trainval + n_test):
-        name = f"{index:06d}"
-        names.append(name)
-        gradient = np.linspace(40, 200, width)[None, :, None] * np.ones((height, 1, 3))
-        background = np.clip(gradient + rng.normal(0, 25, (height, width, 3)), 0, 255).astype(np.uint8)
-        image = Image.fromarray(background)
-        draw = ImageDraw.Draw(image)
-        objects = []
-        for _ in range(int(rng.integers(1, 4))):
-            cls = classes[int(rng.integers(len(classes)))]
-            form = look[cls]
-            w = int(rng.integers(40, 90)) if form != "person" else int(rng.integers(20, 35))
-            h = {"bus": w // 2, "car": w // 3 + 10, "person": w * 3}.get(form, int(w * 0.8))
-            h = min(h, height - 2)
-            x1, y1 = int(rng.integers(1, width - w)), int(rng.integers(1, height - h))
-            box = (x1, y1, x1 + w, y1 + h)
-            shape = draw.ellipse if form in ("cat", "dog") else draw.rectangle
-            shape(box, fill=_COLORS[form], outline=(0, 0, 0))
-            objects.append((cls, box))
-        image.save(voc / "JPEGImages" / f"{name}.jpg", quality=95)
-        xml = [f"<annotation><filename>{name}.jpg</filename><size><width>{width}</width><height>{height}</height>"
-               "<depth>3</depth></size>"]
-        for cls, (x1, y1, x2, y2) in objects:
-            xml.append(f"<object><name>{cls}</name><difficult>0</difficult><bndbox><xmin>{x1}</xmin><ymin>{y1}"
-                       f"</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>")
-        (voc / "Annotations" / f"{name}.xml").write_text("".join(xml) + "</annotation>\n")
-    (voc / "ImageSets/Main/trainval.txt").write_text("\n".join(names[:n_trainval]) + "\n")
-    (voc / "ImageSets/Main/test.txt").write_text("\n".join(names[n_trainval:]) + "\n")
-    return Path(root)

@@ -39,7 +39,7 @@ def test_classification_writes_every_epoch_of_the_record(tmp_path, tiny_override
 
 @pytest.mark.slow
 def test_detection_writes_losses_and_map(tmp_path):
-    from detection.voc import make_synthetic_voc
+    from detection.standin import make_synthetic_voc
 
     root = f"{make_synthetic_voc(tmp_path / 'voc', n_trainval=16, n_test=8)}/"
     config = REPO / "detection" / "configs" / "demo_faster-rcnn_r18_synthetic_pskd.py"

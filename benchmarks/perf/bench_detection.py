@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
-    from detection.voc import make_synthetic_voc
+    from detection.standin import make_synthetic_voc
 
     with tempfile.TemporaryDirectory() as tmp:
         voc = make_synthetic_voc(Path(tmp) / "voc", n_trainval=args.images, n_test=8)

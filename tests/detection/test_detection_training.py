@@ -26,7 +26,7 @@ def _train(tmp_path, work, *options, resume=False):
 
 @pytest.fixture
 def voc(tmp_path):
-    from detection.voc import make_synthetic_voc
+    from detection.standin import make_synthetic_voc
 
     make_synthetic_voc(tmp_path / "voc", n_trainval=32, n_test=16)
     return tmp_path

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import detection  # noqa: F401 - registers the plugin
-from detection.voc import VOC_CLASSES, VOCAnnotationError, make_synthetic_voc, parse_objects
+from detection.standin import make_synthetic_voc
+from detection.voc import VOC_CLASSES, VOCAnnotationError, parse_objects
 
 CONFIGS = Path(__file__).resolve().parents[2] / "detection" / "configs"
 LABELME = Path("/usr/share/doc/labelme-examples/examples/bbox_detection/data_dataset_voc/Annotations")

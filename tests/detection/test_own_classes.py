@@ -23,7 +23,8 @@ def test_user_config_sets_the_classes_and_the_head():
 
 
 def test_dataset_reads_own_classes_and_names_a_missing_list(tmp_path):
-    from detection.voc import RobustVOCDataset, make_synthetic_voc
+    from detection.standin import make_synthetic_voc
+    from detection.voc import RobustVOCDataset
 
     make_synthetic_voc(tmp_path / "voc", n_trainval=6, n_test=2, classes=CLASSES, subdir="")
     kwargs = {"data_root": str(tmp_path / "voc"), "data_prefix": {"sub_data_root": ""},
@@ -38,13 +39,13 @@ def test_dataset_reads_own_classes_and_names_a_missing_list(tmp_path):
     # mmdet's VOCMetric prints its table with the 20 VOC names for a folder called VOC2007 (dataset_type);
     # with no dataset_type it prints the dataset's own names.
     assert len(in_voc2007) == 1 and in_voc2007.metainfo["dataset_type"] is None
-    with pytest.raises(FileNotFoundError, match=r"no image list at .*ImageSets/Main/val\.txt\. A VOC-format folder"):
-        RobustVOCDataset(ann_file="ImageSets/Main/val.txt", **kwargs)
+    with pytest.raises(FileNotFoundError, match=r"no image list at .*ImageSets/Main/minival\.txt\. A VOC-format "):
+        RobustVOCDataset(ann_file="ImageSets/Main/minival.txt", **kwargs)
 
 
 @pytest.mark.slow
 def test_one_epoch_on_three_generated_classes_reports_their_ap_by_name(tmp_path):
-    from detection.voc import make_synthetic_voc
+    from detection.standin import make_synthetic_voc
 
     root = make_synthetic_voc(tmp_path / "my_voc", n_trainval=16, n_test=8, classes=CLASSES, subdir="")
     data_root = f"{root}/"
