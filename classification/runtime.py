@@ -7,7 +7,6 @@ both use this module.
 from __future__ import annotations
 
 import contextlib
-import resource
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +71,6 @@ def resolve_precision(runtime: RuntimeConfig, device: torch.device) -> str:
     if runtime.amp != "auto":
         return runtime.amp
     return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "off"
-
-
-def peak_memory_mib(device: torch.device) -> float:
-    """The most memory this process has held so far, in MiB: the CUDA caching allocator's peak of allocated
-    tensors on a GPU, the resident set's high-water mark (``ru_maxrss``, KiB on Linux) on the CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:

@@ -29,7 +29,6 @@ from classification.runtime import (
     CHECKPOINT,
     autocast,
     load_checkpoint,
-    peak_memory_mib,
     resolve_precision,
     run_datasets,
     run_model,
@@ -38,7 +37,7 @@ from classification.runtime import (
 from common import distributed as ddp
 from common.io import UnreadableFile, atomic_write
 from common.methods import paper_row
-from common.records import RunRecord
+from common.records import RunRecord, peak_memory
 
 RECORD = "record.json"
 PREDICTIONS = "val_predictions.pt"
@@ -118,6 +117,7 @@ class Trainer:
             torch.set_num_threads(cfg.runtime.threads)
         self.rank, self.world = ddp.rank(), ddp.world_size()
         self.device = runtime_device(cfg.runtime)
+        self.peak_memory_kind = ""  # what the last epoch's peak memory figure is (common.records.peak_memory)
         _seed_everything(cfg.seed, cfg.runtime.deterministic)
         self.run_dir = cfg.run_dir
         self.splits = run_datasets(cfg)
@@ -246,8 +246,9 @@ class Trainer:
                                                                         dtype=torch.float64)])
         sums = ddp.all_reduce_sum(sums)
         train_loss = sums[0].item() / sums[2].item()  # .item() waits for the device: the steps have finished
+        peak_mib, self.peak_memory_kind = peak_memory(self.device.type == "cuda")
         timing = {"train_seconds_per_step": (time.monotonic() - start) / max(len(loader), 1),
-                  "peak_memory_mib": peak_memory_mib(self.device)}
+                  "peak_memory_mib": peak_mib}
         if not math.isfinite(train_loss):
             raise NonFiniteLoss(f"epoch {epoch}: the training loss is {train_loss}. The last good checkpoint "
                                 f"({self.run_dir / CHECKPOINT}) is kept; lower optim.lr or check the data.")
@@ -293,8 +294,7 @@ class Trainer:
             self.record.add_epoch(epoch, **train, **{f"val_{k}": v for k, v in scalars.items()},
                                   seconds=time.monotonic() - epoch_start)
             self.record.mark_best("top1_err", prefix="val_")  # the official code keeps the best top-1 and the last
-            self.record.summarise(train["train_seconds_per_step"], train["peak_memory_mib"],
-                                  "CUDA allocator peak" if self.device.type == "cuda" else "host RSS",
+            self.record.summarise(train["train_seconds_per_step"], train["peak_memory_mib"], self.peak_memory_kind,
                                   self._precision_in_words())
             if last:
                 final = val

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import socket
 import subprocess
 import time
@@ -56,6 +57,17 @@ def host_info() -> dict[str, Any]:
         "world_size": ddp.world_size(),
         "threads": torch.get_num_threads(),
     }
+
+
+def peak_memory(cuda: bool) -> tuple[float, str]:
+    """The most memory this process has held so far, in MiB, and what that figure is (a summary's
+    ``peak_memory_mib`` and ``peak_memory_kind``): on a GPU (``cuda``) the CUDA caching allocator's peak of
+    allocated tensors, on the CPU the resident set's high-water mark (``ru_maxrss``, KiB on Linux)."""
+    if cuda:
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20, "CUDA allocator peak"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "host RSS"
 
 
 class RunRecord:

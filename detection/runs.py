@@ -4,7 +4,6 @@ and the run record they write."""
 from __future__ import annotations
 
 import os
-import resource
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from common.methods import method_names
-from common.records import RunRecord
+from common.records import RunRecord, peak_memory
 from detection.standin import make_synthetic_voc
 
 # mmdet's own R50-FPN VOC07+12 baseline: a check of the detector set-up apart from PS-KD, printed beside
@@ -70,10 +69,7 @@ def train_timings(runner: Runner) -> dict[str, float | str | None]:
     set's high-water mark on a CPU."""
     scalars = runner.message_hub.log_scalars
     step = float(scalars["train/time"].mean()) if "train/time" in scalars else None
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        peak, kind = torch.cuda.max_memory_allocated() / 2**20, "CUDA allocator peak"
-    else:
-        peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "host RSS"
+    peak, kind = peak_memory(torch.cuda.is_available() and torch.cuda.is_initialized())
     return {"train_seconds_per_step": None if step is None else round(step, 4), "peak_memory_mib": round(peak, 1),
             "peak_memory_kind": kind}
 
