@@ -2,9 +2,10 @@
 ``evaluate``, on the data that :func:`prepare` makes first.
 
 A row's ``args`` (``--direction``, ``--method`` and any other option of ``translation.run``) and the
-profile's translation profile (``adapters.translation.profile``: model and schedule) decide its result,
-with the seed and the prepared data. The data are prepared by the profile's ``prepare: {module, args}``
-into its ``data`` folder; that run, not the training, reads the profile's data sets.
+profile's translation model (``adapters.translation.model``: the model and its schedule, translation.run's
+``--model``) decide its result, with the seed and the prepared data. The data are prepared by the
+profile's ``prepare: {module, args}`` into its ``data`` folder; that run, not the training, reads the
+profile's data sets.
 
 :func:`rehearsed_run` shrinks a run for a rehearsal, and :func:`rehearsed_preparation` moves the prepared data
 into the rehearsal's results.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from common.door import Answer, Ask, Placement, Rehearsal, Step, Workload
 from translation.checkpoints import LAST as LAST_CHECKPOINT
-from translation.run import PROFILES, RECORD, fairseq_env, run_dir, train_command
+from translation.run import MODELS, RECORD, fairseq_env, run_dir, train_command
 
 __all__ = ["FRAGMENT_KEYS", "fairseq_env", "prepare", "run", "train_command"]
 
@@ -40,19 +41,20 @@ def run(ask: Ask) -> Answer:
     """Train and evaluate one direction and method on ``ask.needs["prepared"]``'s data."""
     args = ask.joined("args")
     direction, method = _option(args, "--direction"), _option(args, "--method")
-    profile = ask.settings["profile"]
+    model = ask.settings["model"]
     prepared = ask.needs["prepared"]
 
     def place(folder: Path) -> Placement:
-        common = ["--data", str(prepared.folder), *args, "--profile", profile, "--runs", str(folder),
+        common = ["--data", str(prepared.folder), *args, "--model", model, "--runs", str(folder),
                   "--seed", str(ask.seed)]
         out = run_dir(folder, direction, method)
         return Placement([Step("translation.run", ["train", *common]), Step("translation.run", ["evaluate", *common])],
                          out / RECORD, out / LAST_CHECKPOINT, record=True, settle_s=1.0)
 
-    arch = PROFILES[profile][PROFILES[profile].index("--arch") + 1]
+    arch = MODELS[model][MODELS[model].index("--arch") + 1]
     steps = ask.last("steps")
-    return Answer("translation", {"args": args, "seed": ask.seed, "translation_profile": profile,
+    # "translation_profile": the model's former name, kept in the key so that finished runs are found again
+    return Answer("translation", {"args": args, "seed": ask.seed, "translation_profile": model,
                                   "data": prepared.key},
                   place, Workload(arch, steps=None if steps is None else int(steps))).rehearsed_by(rehearsed_run, ask)
 

@@ -1,7 +1,7 @@
 """Train, generate and score translation models; one run record per trained model.
 
-    python -m translation.run train    --data data/translation/demo --direction de-en --method ps_kd --profile demo
-    python -m translation.run evaluate --data data/translation/demo --direction de-en --method ps_kd --profile demo
+    python -m translation.run train    --data data/translation/demo --direction de-en --method ps_kd --model demo
+    python -m translation.run evaluate --data data/translation/demo --direction de-en --method ps_kd --model demo
     python -m translation.run table    --runs results/demo/translation --out results/demo/translation/table
 
 ``--direction`` is any ``src-tgt`` that the prepared folder holds under ``bin/`` (``translation.prepare
@@ -57,7 +57,7 @@ CRITERIA = {
 METHODS = method_names(CRITERIA)
 COMMON = ["--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr-scheduler", "inverse_sqrt",
           "--weight-decay", "0.0001", "--no-epoch-checkpoints", "--no-progress-bar", "--log-format", "simple"]
-PROFILES = {
+MODELS = {
     "paper": ["--arch", "transformer_iwslt_de_en", "--share-decoder-input-output-embed", "--lr", "5e-4",
               "--warmup-updates", "4000", "--dropout", "0.3", "--max-tokens", "4096", "--max-epoch", "50"],
     "demo": ["--arch", "transformer", "--encoder-layers", "2", "--decoder-layers", "2", "--encoder-embed-dim", "128",
@@ -90,12 +90,12 @@ def fairseq_env() -> dict[str, str]:
     return dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
 
 
-def train_command(data: Path, direction: str, method: str, profile: str, save_dir: Path, seed: int,
+def train_command(data: Path, direction: str, method: str, model: str, save_dir: Path, seed: int,
                   extra: list[str]) -> list[str]:
     src, tgt = direction.split("-")
     return [sys.executable, "-m", "fairseq_cli.train", str(Path(data) / "bin" / direction), "--user-dir",
             TRANSLATION_DIR, "--source-lang", src, "--target-lang", tgt, *CRITERIA[method], *COMMON,
-            *PROFILES[profile], "--seed", str(seed), "--save-dir", str(save_dir),
+            *MODELS[model], "--seed", str(seed), "--save-dir", str(save_dir),
             "--tensorboard-logdir", str(Path(save_dir) / TENSORBOARD), *extra]
 
 
@@ -112,20 +112,20 @@ def check_direction(data: Path, direction: str) -> None:
                "run `python -m translation.prepare demo|iwslt15|parallel --out DATA` first"))
 
 
-def check_dictionary(data: Path, profile: str, extra: list[str]) -> None:
-    """fairseq's --share-all-embeddings (the demo and smoke profiles) needs one dictionary of both languages; a
+def check_dictionary(data: Path, model: str, extra: list[str]) -> None:
+    """fairseq's --share-all-embeddings (the demo and smoke models) needs one dictionary of both languages; a
     corpus prepared with a dictionary per language (summary.json ``dictionary``) stops here with what to do."""
     summary = read_summary(data)
-    if "--share-all-embeddings" in [*PROFILES[profile], *extra] and (summary or {}).get("dictionary") == "per-language":
-        raise UserError(f"the {profile} profile shares all embeddings, which needs a joined dictionary, but {data} "
-                        "has one per language: prepare it with --fairseq-dictionary joined, or use --profile paper")
+    if "--share-all-embeddings" in [*MODELS[model], *extra] and (summary or {}).get("dictionary") == "per-language":
+        raise UserError(f"the {model} model shares all embeddings, which needs a joined dictionary, but {data} "
+                        "has one per language: prepare it with --fairseq-dictionary joined, or use --model paper")
 
 
-def train(data: Path, direction: str, method: str, profile: str, runs: Path, seed: int, extra: list[str]) -> Path:
+def train(data: Path, direction: str, method: str, model: str, runs: Path, seed: int, extra: list[str]) -> Path:
     save_dir = run_dir(runs, direction, method)
     check_direction(data, direction)
-    check_dictionary(data, profile, extra)
-    cmd = train_command(data, direction, method, profile, save_dir, seed, extra)
+    check_dictionary(data, model, extra)
+    cmd = train_command(data, direction, method, model, save_dir, seed, extra)
     save_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(save_dir / "train_command.txt", " ".join(cmd) + "\n")
     repaired = repair_last(save_dir)
@@ -229,7 +229,7 @@ def read_summary(data: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, seed: int,
+def evaluate(data: Path, direction: str, method: str, model: str, runs: Path, seed: int,
              generate_options: Sequence[str] = ()) -> dict:
     """Generate (with ``generate_options``, more options of fairseq-generate), score both ways and write
     :data:`RECORD`; returns the record's ``final``."""
@@ -247,7 +247,7 @@ def evaluate(data: Path, direction: str, method: str, profile: str, runs: Path, 
     atomic_write_text(save_dir / "test_hypotheses.txt", "\n".join(generation.hypotheses) + "\n")
     command = (save_dir / "train_command.txt").read_text().split() if (save_dir / "train_command.txt").exists() else []
     own_corpus = summary is not None and summary.get("corpus") == "parallel"  # no paper value to point at
-    record = RunRecord(f"{direction}-{method}", {"method": method, "profile": profile, "data": str(data),
+    record = RunRecord(f"{direction}-{method}", {"method": method, "model": model, "data": str(data),
                                                  "train_command": command,
                                                  "generate_options": list(generate_options)}, seed,
                        labels={"direction": direction, "method": method},
@@ -324,7 +324,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data")
     parser.add_argument("--direction", default="de-en", help="src-tgt, one of the prepared folder's bin/*")
     parser.add_argument("--method", choices=METHODS, default="ps_kd")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="demo")
+    parser.add_argument("--model", "--profile", choices=sorted(MODELS), default="demo",
+                        help="the model and its schedule (--profile: its former name)")
     parser.add_argument("--runs", default="results/demo/translation")
     parser.add_argument("--out", help="table: output stem")
     parser.add_argument("--seed", type=int, default=1)
@@ -338,10 +339,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.data:
         parser.error(f"{args.action} needs --data (a folder made by python -m translation.prepare)")
     if args.action == "train":
-        train(Path(args.data), args.direction, args.method, args.profile, Path(args.runs), args.seed, extra)
+        train(Path(args.data), args.direction, args.method, args.model, Path(args.runs), args.seed, extra)
     else:
         generate_options = [] if args.max_len_b is None else ["--max-len-b", str(args.max_len_b)]
-        print(evaluate(Path(args.data), args.direction, args.method, args.profile, Path(args.runs), args.seed,
+        print(evaluate(Path(args.data), args.direction, args.method, args.model, Path(args.runs), args.seed,
                        generate_options))
 
 

@@ -2,7 +2,7 @@
 
     python -m benchmarks.perf.bench_translation_store memory    --data data/translation/demo [--direction de-en]
     python -m benchmarks.perf.bench_translation_store remainder --data data/translation/demo --checkpoint CKPT
-    python -m benchmarks.perf.bench_translation_store speed     --data data/translation/demo [--profile demo]
+    python -m benchmarks.perf.bench_translation_store speed     --data data/translation/demo [--model demo]
 
 ``memory``: the store's bytes at k = 4, 8, 16 for the training set's target lengths, and extrapolated to
 IWSLT15's ~4.8 M target tokens when the data is not IWSLT15 itself. ``remainder``: how close each way of
@@ -95,12 +95,12 @@ def remainder(data: Path, direction: str, checkpoint: Path, sentences: int) -> N
                   f"H(p_k, q) vs H(p, q) {ce_error:.4f}")
 
 
-def epoch_wps(data: Path, direction: str, method: str, profile: str, extra: list[str]) -> dict[int, float]:
+def epoch_wps(data: Path, direction: str, method: str, model: str, extra: list[str]) -> dict[int, float]:
     """Training words per second of each epoch of a 2-epoch ``method`` run (seed 1, nothing saved)."""
     from translation.door import fairseq_env, train_command
 
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = train_command(data, direction, method, profile, Path(tmp), 1, ["--max-epoch", "2", "--no-save", *extra])
+        cmd = train_command(data, direction, method, model, Path(tmp), 1, ["--max-epoch", "2", "--no-save", *extra])
         log = subprocess.run(cmd, env=fairseq_env(), check=True, capture_output=True, text=True).stdout
     out = {int(m.group(1)): float(m.group(2)) for m in TRAIN_LINE.finditer(log)}
     if 2 not in out:
@@ -108,17 +108,17 @@ def epoch_wps(data: Path, direction: str, method: str, profile: str, extra: list
     return out
 
 
-def speed(data: Path, direction: str, profile: str, topk: int, repeats: int = 1) -> None:
+def speed(data: Path, direction: str, model: str, topk: int, repeats: int = 1) -> None:
     variants = {"label smoothing": ("ls", []),
                 f"store (k={topk})": ("ps_kd", ["--pskd-past", "store", "--pskd-topk", str(topk)]),
                 "snapshot": ("ps_kd", ["--pskd-past", "snapshot"])}
     runs: dict[str, list[dict[int, float]]] = {name: [] for name in variants}
     for _ in range(repeats):  # interleaved, so that a slow spell of a shared machine hits every variant
         for name, (method, extra) in variants.items():
-            runs[name].append(epoch_wps(data, direction, method, profile, extra))
+            runs[name].append(epoch_wps(data, direction, method, model, extra))
     best = {name: max(r[2] for r in rs) for name, rs in runs.items()}
     ls = best["label smoothing"]
-    print(f"{profile} model, {direction}, epoch 2 words/s (best of {repeats}; each run: "
+    print(f"{model} model, {direction}, epoch 2 words/s (best of {repeats}; each run: "
           + "; ".join(f"{name} {', '.join(f'{r[2]:.0f}' for r in rs)}" for name, rs in runs.items()) + ")")
     print("step-time ratio vs label smoothing: "
           + ", ".join(f"{name} {ls / wps:.3f}" for name, wps in best.items() if name != "label smoothing"))
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("what", choices=["memory", "remainder", "speed"])
     parser.add_argument("--data", required=True)
     parser.add_argument("--direction", default="de-en")
-    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--model", default="demo")
     parser.add_argument("--topk", type=int, default=8)
     parser.add_argument("--checkpoint", help="remainder: a trained model of this data and direction")
     parser.add_argument("--sentences", type=int, default=256, help="remainder: training sentences to measure on")
@@ -143,7 +143,7 @@ def main() -> None:
             parser.error("remainder needs --checkpoint (e.g. a run's checkpoint_best.pt)")
         remainder(data, args.direction, Path(args.checkpoint), args.sentences)
     else:
-        speed(data, args.direction, args.profile, args.topk, args.repeats)
+        speed(data, args.direction, args.model, args.topk, args.repeats)
 
 
 if __name__ == "__main__":

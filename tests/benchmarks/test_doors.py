@@ -95,7 +95,7 @@ def test_translation_door_trains_and_evaluates_on_the_data_its_prepare_run_makes
     from translation.run import run_dir
 
     translation = door("translation")
-    settings = {"profile": "paper", "data": "{results}/data/tr",
+    settings = {"model": "paper", "data": "{results}/data/tr",
                 "prepare": {"module": "translation.prepare", "args": ["iwslt15", "--out", "{results}/data/tr"]}}
     ask = _ask(tmp_path, settings, [{"steps": 100}, {"args": ["--direction", "de-en"]}, {"args": ["--method", "ls"]}],
                data=["iwslt15"], data_options=["--source", "/raw"])
