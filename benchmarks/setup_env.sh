@@ -134,7 +134,9 @@ log "fairseq-fixed $FAIRSEQ_VERSION (from $WHEELHOUSE)"
 
 # pyproject.toml's dependencies (the ones above are already there and stay) and the dev extra.
 log "the project itself (editable) with the rest of its dependencies"
-"${PIP[@]}" --no-build-isolation -e "$REPO[dev]"
+# setuptools' editable build warns, in a banner of !!, that a folder named like a package may shadow it: here
+# the folders are the packages, so the banner says nothing and is filtered
+PYTHONWARNINGS="ignore:Editable installation" "${PIP[@]}" --no-build-isolation -e "$REPO[dev]"
 "$VENV/bin/python" -m pip check >/dev/null || { "$VENV/bin/python" -m pip check; log "WARNING: pip check reports conflicts (above)"; }
 
 stack_imports || { echo "setup: the environment does not import the whole stack at the versions of $CONSTRAINTS" \
