@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -164,65 +165,87 @@ def _label(row: Row, skip: tuple[str, ...] = ()) -> str:
     return " / ".join(v for k, v in row.labels.items() if k not in skip)
 
 
-def render_figure(plan: Plan, spec: Spec, out: Path) -> list[str]:
-    folder = out / "figures"
-    plot = spec.extra.get("plot")
-    source = spec.extra.get("from", {})
-    seed = int(source.get("seed", 0))
-    paths: list[Path] = []
-    if plot == "alpha_ablation":
-        points = {}
-        for row in plan.rows.get(spec.id, []):
-            records = row_records(plan, row)
-            if records:
-                points[float(row.values["alpha_T"])] = records
-        if points:
-            paths.append(figures.alpha_ablation(points, folder / f"{spec.id}.png", spec.title))
-    elif plot == "reliability":
-        chosen = {_label(r): rec for r, rec in _source_rows(plan, source["spec"], seed)}
-        if chosen:
-            paths += figures.reliability_panels({f"alpha_T {k}": v for k, v in chosen.items()}, folder, spec.id)
-    elif plot in ("curves", "regime"):
+def _alpha_ablation(plan: Plan, spec: Spec, folder: Path, source: dict[str, Any], seed: int) -> list[Path]:
+    """Fig. S1: each row's alpha_T against its runs' metrics."""
+    points = {float(row.values["alpha_T"]): records for row in plan.rows.get(spec.id, [])
+              if (records := row_records(plan, row))}
+    return [figures.alpha_ablation(points, folder / f"{spec.id}.png", spec.title)] if points else []
+
+
+def _reliability(plan: Plan, spec: Spec, folder: Path, source: dict[str, Any], seed: int) -> list[Path]:
+    """Fig. S2: a reliability diagram of each source row."""
+    chosen = {_label(r): rec for r, rec in _source_rows(plan, source["spec"], seed)}
+    return figures.reliability_panels({f"alpha_T {k}": v for k, v in chosen.items()}, folder, spec.id) if chosen else []
+
+
+def _curves(keys: list[tuple[str, str]]) -> Callable[[Plan, Spec, Path, dict[str, Any], int], list[Path]]:
+    """Fig. S3 and the regime figure: per-epoch ``keys`` of the source rows (or of the spec's own)."""
+
+    def draw(plan: Plan, spec: Spec, folder: Path, source: dict[str, Any], seed: int) -> list[Path]:
         rows = (_source_rows(plan, source["spec"], seed) if source else
                 [(row, rec) for row in plan.rows.get(spec.id, []) for rec in row_records(plan, row)[:1]])
         chosen = {_label(r): rec for r, rec in rows}
-        keys = [("val_nll", "test NLL"), ("val_top1_err", "test top-1 error (%)")]
-        if plot == "regime":
-            keys = [("train_top1_err", "train top-1 error (%)"), *keys]
-        if chosen:
-            paths += figures.epoch_curves(chosen, folder, spec.id, keys)
-    elif plot == "calibration":
-        for i, panel in enumerate(spec.extra.get("panels", [])):
-            rows = _source_rows(plan, panel["spec"], int(panel.get("seed", 0)), panel.get("where"))
-            groups: dict[str, list[tuple[Row, dict[str, Any]]]] = {}
-            for row, record in rows:
-                groups.setdefault(row.values[panel["group"]] if "group" in panel else "", []).append((row, record))
-            for j, (group, members) in enumerate(groups.items()):
-                skip = (panel["group"],) if "group" in panel else ()
-                name = panel["name"].format(**{panel.get("group", "_"): group}) if "group" in panel else panel["name"]
-                paths.append(figures.calibration_panel({_label(r, skip): rec for r, rec in members},
-                                                       folder / f"{spec.id}_{i}_{j}.png", name))
-    elif plot == "probabilities":
-        import torch
+        return figures.epoch_curves(chosen, folder, spec.id, keys) if chosen else []
 
-        picks = source.get("pick", [])
-        shared = tuple(k for k in (picks[0] if picks else {}) if len({str(p.get(k)) for p in picks}) == 1)
-        predictions, config = {}, None
-        saved_name = door(plan.specs[source["spec"]].adapter).PREDICTIONS  # the validation probabilities a run saves
-        for row in plan.rows.get(source["spec"], []):
-            if not any(all(row.values.get(k) == str(v) for k, v in p.items()) for p in picks):
-                continue
-            run = plan.runs[row.runs[seed]] if seed < len(row.runs) else None
-            saved = None if run is None else run.dir / saved_name
-            if saved is not None and run.finished() and saved.is_file():
-                predictions[_label(row, shared)] = torch.load(saved, weights_only=True)
-                config = config or (load_record(plan, run.key) or {}).get("config")  # the images' data set
-        if len(predictions) == 2:
-            paths.append(figures.probabilities(predictions, folder / f"{spec.id}.png", int(spec.extra.get("images", 8)),
-                                               spec.title, config=config,
-                                               classes=spec.profile(plan.profile).get("classes")))
-    else:
-        raise ValueError(f"{spec.path}: unknown plot {plot!r}")
+    return draw
+
+
+def _calibration(plan: Plan, spec: Spec, folder: Path, source: dict[str, Any], seed: int) -> list[Path]:
+    """Figs. S4 / S5: one calibration plot per panel and group of its source rows."""
+    paths = []
+    for i, panel in enumerate(spec.extra.get("panels", [])):
+        rows = _source_rows(plan, panel["spec"], int(panel.get("seed", 0)), panel.get("where"))
+        groups: dict[str, list[tuple[Row, dict[str, Any]]]] = {}
+        for row, record in rows:
+            groups.setdefault(row.values[panel["group"]] if "group" in panel else "", []).append((row, record))
+        for j, (group, members) in enumerate(groups.items()):
+            skip = (panel["group"],) if "group" in panel else ()
+            name = panel["name"].format(**{panel.get("group", "_"): group}) if "group" in panel else panel["name"]
+            paths.append(figures.calibration_panel({_label(r, skip): rec for r, rec in members},
+                                                   folder / f"{spec.id}_{i}_{j}.png", name))
+    return paths
+
+
+def _probabilities(plan: Plan, spec: Spec, folder: Path, source: dict[str, Any], seed: int) -> list[Path]:
+    """Fig. S6: the two picked runs' saved validation probabilities beside the images."""
+    import torch
+
+    picks = source.get("pick", [])
+    shared = tuple(k for k in (picks[0] if picks else {}) if len({str(p.get(k)) for p in picks}) == 1)
+    predictions, config = {}, None
+    saved_name = door(plan.specs[source["spec"]].adapter).PREDICTIONS  # the validation probabilities a run saves
+    for row in plan.rows.get(source["spec"], []):
+        if not any(all(row.values.get(k) == str(v) for k, v in p.items()) for p in picks):
+            continue
+        run = plan.runs[row.runs[seed]] if seed < len(row.runs) else None
+        saved = None if run is None else run.dir / saved_name
+        if saved is not None and run.finished() and saved.is_file():
+            predictions[_label(row, shared)] = torch.load(saved, weights_only=True)
+            config = config or (load_record(plan, run.key) or {}).get("config")  # the images' data set
+    if len(predictions) != 2:
+        return []
+    return [figures.probabilities(predictions, folder / f"{spec.id}.png", int(spec.extra.get("images", 8)),
+                                  spec.title, config=config, classes=spec.profile(plan.profile).get("classes"))]
+
+
+EPOCH_CURVES = [("val_nll", "test NLL"), ("val_top1_err", "test top-1 error (%)")]
+# A figure spec's ``plot``: what draws it.
+PLOTS: dict[str, Callable[[Plan, Spec, Path, dict[str, Any], int], list[Path]]] = {
+    "alpha_ablation": _alpha_ablation,
+    "reliability": _reliability,
+    "curves": _curves(EPOCH_CURVES),
+    "regime": _curves([("train_top1_err", "train top-1 error (%)"), *EPOCH_CURVES]),
+    "calibration": _calibration,
+    "probabilities": _probabilities,
+}
+
+
+def render_figure(plan: Plan, spec: Spec, out: Path) -> list[str]:
+    plot = spec.extra.get("plot")
+    if plot not in PLOTS:
+        raise ValueError(f"{spec.path}: unknown plot {plot!r}; one of {', '.join(PLOTS)}")
+    source = spec.extra.get("from", {})
+    paths = PLOTS[plot](plan, spec, out / "figures", source, int(source.get("seed", 0)))
     if not paths:
         return ["_no finished runs for this figure yet_", ""]
     return [*(f"![{spec.id}](figures/{p.name})" for p in paths), ""]
