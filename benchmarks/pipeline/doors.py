@@ -1,29 +1,36 @@
-"""The adapters' doors (see :mod:`common.door`): a spec's ``adapter`` ``NAME`` is the package ``NAME/`` of the
-repository with a module ``NAME/door.py``.
+"""The registry of the adapters' doors (see :mod:`common.door`): the entry points of the group
+``pskd_bench.doors`` (pyproject.toml's ``[project.entry-points."pskd_bench.doors"]``), each an adapter's name
+and the module of its door.
 
-A new adapter is a package with a door; nothing here names one. Doors are imported when a spec of theirs is
-expanded, so that planning one adapter's tables never loads another's host framework.
+A new adapter is a door module plus a line there, in this repository's pyproject.toml or in the adapter's own
+package; nothing in the driver names an adapter. Doors are imported when a spec of theirs is expanded, so
+that planning one adapter's tables never loads another's host framework.
 """
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
+from importlib.metadata import entry_points
 from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[2]
+GROUP = "pskd_bench.doors"
 
-DOOR = "door"  # the module of an adapter's package that the driver asks
+
+def registry() -> dict[str, str]:
+    """Each registered adapter's name and the module of its door."""
+    return {point.name: point.value for point in entry_points(group=GROUP)}
 
 
 def adapters() -> list[str]:
-    """The packages of the repository that have a door (``common/door.py`` defines the protocol, not a door)."""
-    return sorted(path.parent.name for path in REPO.glob(f"*/{DOOR}.py") if path.parent.name != "common")
+    """The registered adapters' names, sorted."""
+    return sorted(registry())
 
 
 def door(adapter: str) -> ModuleType:
     """The door module of ``adapter``."""
-    if adapter not in adapters():
-        raise KeyError(f"no adapter {adapter!r}: an adapter is a package with a {DOOR}.py (found "
-                       f"{', '.join(adapters())})")
-    return importlib.import_module(f"{adapter}.{DOOR}")
+    doors = registry()
+    if adapter not in doors:
+        raise LookupError(f"no adapter {adapter!r} in the registry (entry points {GROUP}: {', '.join(sorted(doors))}); "
+                       f"register its door in pyproject.toml's [project.entry-points.\"{GROUP}\"] and install "
+                       "again (bash benchmarks/setup_env.sh)")
+    return importlib.import_module(doors[adapter])

@@ -99,7 +99,8 @@ def load_spec(path: Path) -> Spec:
     if kind not in KINDS:
         raise SpecError(f"{path}: kind must be one of {', '.join(KINDS)}; got {kind!r}")
     if data.get("adapter") is not None and data["adapter"] not in adapters():
-        raise SpecError(f"{path}: adapter must be one of {', '.join(adapters())} (a package with a door.py); "
+        raise SpecError(f"{path}: adapter must be one of {', '.join(adapters())} (the registry: pyproject.toml's "
+                        f"entry points pskd_bench.doors); "
                         f"got {data['adapter']!r}")
     unknown_profiles = set(data.get("profiles", {})) - set(PROFILES)
     if unknown_profiles:
