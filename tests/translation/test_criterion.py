@@ -421,3 +421,33 @@ def test_store_dummy_batch_reads_and_records_nothing():
     assert torch.equal(nll, label_smoothed_nll_loss(lprobs, sample["target"].view(-1), 0.1, ignore_index=PAD)[1])
     assert loss.item() == 0 and not criterion.dummy_step
     assert torch.equal(criterion.store.probs, before[0]) and torch.equal(criterion.store.filled, before[1])
+
+
+def test_pskd_token_loss_without_epsilon_is_alpha_weighted_nll_and_past_cross_entropy():
+    """epsilon defaults to 0: the target is (1 - alpha) * y + alpha * p_{t-1}, by hand."""
+    lprobs, target, past = _batch()
+    alpha = 0.3
+    expected = sum(-(1 - alpha) * row[t] - alpha * sum(p * lq for p, lq in zip(prow, row, strict=True))
+                   for row, t, prow in zip(lprobs.tolist(), target.tolist(), past.tolist(), strict=True))
+    assert pskd_token_loss(lprobs, target, past, alpha)[0].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_token_losses_take_any_leading_shape_like_fairseqs():
+    """fairseq's label_smoothed_nll_loss reduces over the last axis of (..., V): a (B, T, V) batch gives the loss
+    of its (B * T, V) rows, and alpha = 0 is fairseq's loss there too."""
+    lprobs, target, past = _batch()
+    lprobs3, target3, past3 = lprobs[:4].reshape(2, 2, 6), target[:4].reshape(2, 2), past[:4].reshape(2, 2, 6)
+    theirs = label_smoothed_nll_loss(lprobs3, target3, 0.1, ignore_index=PAD)
+    ours = pskd_token_loss(lprobs3, target3, past3, 0.0, 0.1, ignore_index=PAD)
+    torch.testing.assert_close(ours[0], theirs[0])
+    flat = pskd_token_loss(lprobs[:4], target[:4], past[:4], 0.6, 0.1, ignore_index=PAD)
+    torch.testing.assert_close(pskd_token_loss(lprobs3, target3, past3, 0.6, 0.1, ignore_index=PAD)[0], flat[0])
+
+
+def test_pskd_token_loss_keeps_the_dtype_of_the_log_probabilities():
+    """Under fp16 the past (kept in float32 or float16) is cast to the log-probabilities' dtype."""
+    lprobs, target, past = _batch()
+    loss, nll = pskd_token_loss(lprobs.half(), target, past.float(), 0.5, 0.1, ignore_index=PAD)
+    assert loss.dtype == nll.dtype == torch.float16
+    loss, _ = pskd_token_loss(lprobs.double(), target, past.half(), 0.5, 0.1, ignore_index=PAD)
+    assert loss.dtype == torch.float64
