@@ -169,3 +169,27 @@ def test_tf_kd_reg_reference_form_defaults_to_a_multiplier_of_one_and_names_a_ba
         TFKDRegLoss(tau, alpha, 1.5)
     with pytest.raises(ValueError, match=r"^a \(correct-class probability\) must lie in \[0, 1\]"):
         tf_kd_reg_teacher(LABELS, 3, -0.1, tau)
+
+
+def test_tf_kd_reg_loss_defaults_to_the_paper_form_and_a_multiplier_of_one():
+    tau, alpha, a = 20.0, 0.1, 0.9
+    teacher = tf_kd_reg_teacher(LABELS, 3, a, tau)
+    targets = F.one_hot(LABELS, 3).float()
+    ce = F.cross_entropy(LOGITS, LABELS).item()
+    paper_kl = reference_kl = 0.0
+    for s, q in zip(LOGITS.tolist(), teacher.tolist(), strict=True):
+        paper_kl += sum(qi * (math.log(qi) - lp) for qi, lp in zip(q, _log_softmax_by_hand([v / tau for v in s]),
+                                                                  strict=True))
+        reference_kl += sum(qi * (math.log(qi) - lp) for qi, lp in zip(q, _log_softmax_by_hand(s), strict=True))
+    got = tf_kd_reg_loss(LOGITS, targets, teacher, alpha, tau).item()
+    assert got == pytest.approx((1 - alpha) * ce + alpha * paper_kl / 2, rel=1e-5)
+    got = tf_kd_reg_loss(LOGITS, targets, teacher, alpha, tau, form="reference").item()
+    assert got == pytest.approx((1 - alpha) * ce + alpha * reference_kl / 6, rel=1e-5)
+    with pytest.raises(ValueError, match=r"^form must be one of paper, reference; got 'code'$"):
+        TFKDRegLoss(tau, alpha, a, form="code")
+
+
+def test_label_smoothing_targets_name_epsilon_and_the_reg_teacher_follows_the_labels_device():
+    with pytest.raises(ValueError, match=r"^epsilon must lie in \[0, 1\]"):
+        label_smoothing_targets(LABELS, 3, 1.5)
+    assert tf_kd_reg_teacher(LABELS.to("meta"), 3, 0.9, 20.0).device.type == "meta"
