@@ -193,3 +193,21 @@ def test_label_smoothing_targets_name_epsilon_and_the_reg_teacher_follows_the_la
     with pytest.raises(ValueError, match=r"^epsilon must lie in \[0, 1\]"):
         label_smoothing_targets(LABELS, 3, 1.5)
     assert tf_kd_reg_teacher(LABELS.to("meta"), 3, 0.9, 20.0).device.type == "meta"
+
+
+def test_a_temperature_below_one_sharpens_and_a_non_positive_one_is_refused():
+    got = softened_teacher(LOGITS, 0.5)
+    expected = [[math.exp(v) for v in _log_softmax_by_hand([2 * x for x in row])] for row in LOGITS.tolist()]
+    torch.testing.assert_close(got, torch.tensor(expected))
+    with pytest.raises(ValueError, match=r"^the temperature tau must be > 0; got 0\.0$"):
+        softened_teacher(LOGITS, 0)
+
+
+def test_soft_target_cross_entropy_per_sample_and_refusing_other_reductions():
+    targets = torch.tensor([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5]])
+    per_sample = soft_target_cross_entropy(LOGITS, targets, reduction="none")
+    assert per_sample.shape == (2,)
+    for got, row, t in zip(per_sample.tolist(), LOGITS.tolist(), targets.tolist(), strict=True):
+        assert got == pytest.approx(-sum(a * b for a, b in zip(t, _log_softmax_by_hand(row), strict=True)), rel=1e-6)
+    with pytest.raises(ValueError, match=r"^reduction must be 'mean' or 'none'; got 'sum'$"):
+        soft_target_cross_entropy(LOGITS, targets, reduction="sum")
