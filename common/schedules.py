@@ -104,5 +104,8 @@ def make_schedule(kind: str, alpha_T: float, epochs: int | None = None) -> Alpha
     if kind == "fixed":
         return FixedAlpha(alpha_T)
     if epochs is None:
-        raise ValueError("epochs must be given for the linear schedule: alpha_t reaches alpha_T at the last epoch")
+        # pragma: no mutate start (message text)
+        raise ValueError("epochs must be given for the linear schedule: "
+                         "alpha_t reaches alpha_T at the last epoch")
+        # pragma: no mutate end
     return LinearAlpha(alpha_T, epochs)

@@ -71,3 +71,58 @@ def test_soften_targets_of_mixed_inputs_mixes_the_label_part():
     expected = torch.tensor([[0.03 + 0.7 * 0.75, 0.06, 0.21 + 0.7 * 0.25],
                              [0.15 + 0.7 * 0.25, 0.075, 0.075 + 0.7 * 0.75]])
     torch.testing.assert_close(got, expected)
+
+
+def test_alpha_may_be_either_end_of_the_unit_interval():
+    """Eq. 4 with alpha = 0 is the one-hot label, with alpha = 1 the past prediction alone: both are allowed."""
+    assert check_alpha(0.0) == 0.0 and check_alpha(1) == 1.0
+    assert [LinearAlpha(1.0, 2)(e) for e in (0, 1)] == [0.5, 1.0]
+    assert FixedAlpha(0.0)(3) == 0.0
+
+
+def test_the_refusal_names_the_argument():
+    with pytest.raises(ValueError, match=r"^alpha must lie in \[0, 1\].*got 1\.5$"):
+        check_alpha(1.5)
+    with pytest.raises(ValueError, match=r"^alpha_T must lie in"):
+        LinearAlpha(1.5, 10)
+    with pytest.raises(ValueError, match=r"^alpha must lie in"):
+        FixedAlpha(-0.5)
+
+
+def test_a_run_of_one_epoch_reaches_alpha_T_at_once_and_a_bool_is_no_epoch_count():
+    assert LinearAlpha(0.8, 1)(0) == 0.8
+    assert LinearAlpha(0.8, 2.0)(1) == 0.8  # a float that is an integer (from a YAML or CLI value)
+    for bad in (True, False, "10", 0):
+        with pytest.raises(ValueError, match="epochs must be a positive integer"):
+            LinearAlpha(0.8, bad)
+
+
+def test_fixed_alpha_refuses_a_negative_epoch():
+    with pytest.raises(ValueError, match="epoch must be >= 0"):
+        FixedAlpha(0.4)(-1)
+
+
+def test_one_hot_keeps_the_dtype_and_device_asked_for_and_refuses_2d_labels():
+    labels = torch.tensor([2, 0])
+    got = one_hot(labels, 3, torch.float64)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]], dtype=torch.float64))
+    assert one_hot(labels.to("meta"), 3).device.type == "meta"  # the labels' device, not the default one
+    with pytest.raises(ValueError, match=r"1-D tensor of class indices; got shape \(2, 1\)"):
+        one_hot(labels.unsqueeze(1), 3)
+
+
+def test_soften_targets_has_the_dtype_of_the_past_prediction():
+    """Under AMP the past prediction may be float16: the target is float16 too, not promoted by a float32 label."""
+    labels = torch.tensor([1, 0])
+    past = torch.tensor([[0.25, 0.75], [0.5, 0.5]], dtype=torch.float16)
+    got = soften_targets(labels, past, 0.5)
+    assert got.dtype == torch.float16
+    torch.testing.assert_close(got, torch.tensor([[0.125, 0.875], [0.75, 0.25]], dtype=torch.float16))
+
+
+@pytest.mark.parametrize(("shape", "named"), [((3, 3), r"B = 2; got \(3, 3\)"), ((2, 3, 1), r"B = 2; got \(2, 3, 1\)"),
+                                              ((6,), r"B = 2; got \(6,\)")])
+def test_soften_targets_refuses_a_past_that_is_not_b_by_k(shape, named):
+    with pytest.raises(ValueError, match=named):
+        soften_targets(torch.tensor([1, 0]), torch.full(shape, 1 / 3), 0.5)

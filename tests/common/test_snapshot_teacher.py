@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from common import PSKD, FixedAlpha, SnapshotTeacher, one_hot
+from common import PSKD, FixedAlpha, PredictionStore, SnapshotTeacher, one_hot
 
 
 class Student(nn.Module):
@@ -87,3 +87,29 @@ def test_resume_takes_the_snapshot_from_the_restored_model():
     x = torch.randn(5, 4)
     student.eval()
     torch.testing.assert_close(restored.past(x), student(x))
+
+
+class _ModelSeeingStore(PredictionStore):
+    """A store that notes the model it is handed at the epoch end and on resume (the hooks' protocol)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.models = []
+
+    def end_epoch(self, model=None):
+        self.models.append(("end_epoch", model))
+        super().end_epoch(model)
+
+    def resume(self, model):
+        self.models.append(("resume", model))
+        super().resume(model)
+
+
+def test_the_snapshot_mode_hands_the_model_to_the_store_as_well_as_to_the_snapshot():
+    student = Student()
+    store = _ModelSeeingStore(4, 3)
+    pskd = PSKD(FixedAlpha(0.5), store, mixed_inputs="snapshot")
+    pskd.end_epoch(student)
+    pskd.end_epoch()
+    pskd.resume(student)
+    assert store.models == [("end_epoch", student), ("end_epoch", None), ("resume", student)]

@@ -421,3 +421,69 @@ def test_store_dummy_batch_reads_and_records_nothing():
     assert torch.equal(nll, label_smoothed_nll_loss(lprobs, sample["target"].view(-1), 0.1, ignore_index=PAD)[1])
     assert loss.item() == 0 and not criterion.dummy_step
     assert torch.equal(criterion.store.probs, before[0]) and torch.equal(criterion.store.filled, before[1])
+
+
+def test_pskd_token_loss_without_epsilon_is_alpha_weighted_nll_and_past_cross_entropy():
+    """epsilon defaults to 0: the target is (1 - alpha) * y + alpha * p_{t-1}, by hand."""
+    lprobs, target, past = _batch()
+    alpha = 0.3
+    expected = sum(-(1 - alpha) * row[t] - alpha * sum(p * lq for p, lq in zip(prow, row, strict=True))
+                   for row, t, prow in zip(lprobs.tolist(), target.tolist(), past.tolist(), strict=True))
+    assert pskd_token_loss(lprobs, target, past, alpha)[0].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_token_losses_take_any_leading_shape_like_fairseqs():
+    """fairseq's label_smoothed_nll_loss reduces over the last axis of (..., V): a (B, T, V) batch gives the loss
+    of its (B * T, V) rows, and alpha = 0 is fairseq's loss there too."""
+    lprobs, target, past = _batch()
+    lprobs3, target3, past3 = lprobs[:4].reshape(2, 2, 6), target[:4].reshape(2, 2), past[:4].reshape(2, 2, 6)
+    theirs = label_smoothed_nll_loss(lprobs3, target3, 0.1, ignore_index=PAD)
+    ours = pskd_token_loss(lprobs3, target3, past3, 0.0, 0.1, ignore_index=PAD)
+    torch.testing.assert_close(ours[0], theirs[0])
+    flat = pskd_token_loss(lprobs[:4], target[:4], past[:4], 0.6, 0.1, ignore_index=PAD)
+    torch.testing.assert_close(pskd_token_loss(lprobs3, target3, past3, 0.6, 0.1, ignore_index=PAD)[0], flat[0])
+    top_p, top_t = past[:4].topk(3, dim=-1)
+    for remainder in ("uniform", "renormalise"):  # a per-token alpha is (N,): only with (N, V) rows
+        flat = topk_token_loss(lprobs[:4], target[:4], top_p, top_t, 0.6, 0.1, PAD, remainder)
+        ours = topk_token_loss(lprobs3, target3, top_p.reshape(2, 2, 3), top_t.reshape(2, 2, 3), 0.6, 0.1, PAD,
+                               remainder)
+        torch.testing.assert_close(ours[0], flat[0])
+        torch.testing.assert_close(ours[1], flat[1])
+    theirs = label_smoothed_nll_loss(lprobs3, target3, 0.1, ignore_index=None, reduce=False)
+    for ours in (pskd_token_loss(lprobs3, target3, past3, 0.0, 0.1, reduce=False),
+                 topk_token_loss(lprobs3, target3, past3, torch.arange(6).expand(2, 2, 6), 0.0, 0.1, reduce=False)):
+        for a, b in zip(ours, theirs, strict=True):
+            assert a.shape == b.shape == (2, 2)
+            torch.testing.assert_close(a, b)
+
+
+def test_topk_token_loss_by_hand_without_epsilon():
+    """H((1 - a) y + a p, q), p = the k stored pairs plus the remainder r spread as r / V (or renormalised)."""
+    lprobs, target, past = _batch()
+    top_p, top_t = past.topk(2, dim=-1)
+    alpha, vocab = 0.4, 6
+    for remainder in ("uniform", "renormalise"):
+        expected = 0.0
+        for row, t, ps, ts in zip(lprobs.tolist(), target.tolist(), top_p.tolist(), top_t.tolist(), strict=True):
+            r = 1 - sum(ps)
+            p = [r / vocab] * vocab if remainder == "uniform" else [0.0] * vocab
+            for pk, tk in zip(ps, ts, strict=True):
+                p[tk] += pk if remainder == "uniform" else pk / sum(ps)
+            expected += -(1 - alpha) * row[t] - alpha * sum(pv * lq for pv, lq in zip(p, row, strict=True))
+        got = topk_token_loss(lprobs, target, top_p, top_t, alpha, remainder=remainder)[0]
+        assert got.item() == pytest.approx(expected, rel=1e-5), remainder
+    with pytest.raises(ValueError, match=r"^remainder must be one of \('uniform', 'renormalise'\); got 'rest'"):
+        topk_token_loss(lprobs, target, top_p, top_t, alpha, remainder="rest")
+
+
+def test_pskd_token_loss_keeps_the_dtype_of_the_log_probabilities():
+    """Under fp16 the past (kept in float32 or float16) is cast to the log-probabilities' dtype."""
+    lprobs, target, past = _batch()
+    loss, nll = pskd_token_loss(lprobs.half(), target, past.float(), 0.5, 0.1, ignore_index=PAD)
+    assert loss.dtype == nll.dtype == torch.float16
+    loss, _ = pskd_token_loss(lprobs.double(), target, past.half(), 0.5, 0.1, ignore_index=PAD)
+    assert loss.dtype == torch.float64
+    top_p, top_t = past.topk(3, dim=-1)
+    alpha = torch.full((5,), 0.5)  # a float32 weight per token
+    loss, nll = topk_token_loss(lprobs.half(), target, top_p.float(), top_t, alpha, 0.1, ignore_index=PAD)
+    assert loss.dtype == nll.dtype == torch.float16
