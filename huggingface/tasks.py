@@ -67,7 +67,9 @@ def check_training_set(dataset: Any, index_column: str) -> int:
 def label_lengths(dataset: Dataset, task: str) -> list[int]:
     """Per example, the label positions a language model predicts: ``len(labels)``, less the first one for a
     causal LM (its logits at position j predict label j + 1)."""
-    labels = dataset["labels"] if hasattr(dataset, "column_names") else [dataset[i]["labels"]
-                                                                          for i in range(len(dataset))]
+    if type(dataset).__module__.startswith("datasets."):  # a datasets.Dataset reads a column without the rest
+        labels = dataset["labels"]
+    else:
+        labels = [dataset[i]["labels"] for i in range(len(dataset))]
     drop = 1 if task == CAUSAL else 0
     return [max(len(row) - drop, 0) for row in labels]
