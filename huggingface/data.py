@@ -83,9 +83,12 @@ def dictionary_translation(path: str | None, train_size: int, test_size: int, vo
 
 @dataclass
 class PadCollator:
-    """Right-pads ``input_ids`` (with ``attention_mask``) and ``labels`` (with -100); stacks everything else."""
+    """Right-pads ``input_ids`` (with ``attention_mask``) and ``labels`` (with -100); stacks everything else. With
+    a seq2seq ``model``, also its ``decoder_input_ids`` (as transformers' ``DataCollatorForSeq2Seq``), which the
+    host's label smoothing needs: it takes the labels away from the model."""
 
     pad: int = PAD
+    model: Any = None
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Tensor]:
         batch: dict[str, Tensor] = {}
@@ -99,4 +102,6 @@ class PadCollator:
                     batch["attention_mask"] = torch.tensor([[1] * len(v) + [0] * (width - len(v)) for v in values])
             else:
                 batch[key] = torch.stack(values) if isinstance(values[0], Tensor) else torch.tensor(values)
+        if self.model is not None and "labels" in batch:
+            batch["decoder_input_ids"] = self.model.prepare_decoder_input_ids_from_labels(labels=batch["labels"])
         return batch

@@ -40,7 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--task", choices=sorted(TASKS), required=True)
     p.add_argument("--method", choices=METHODS, required=True)
     p.add_argument("--out", type=Path, required=True, help="the run's folder")
-    p.add_argument("--data", default=None, help="Fashion-MNIST's folder, or the dictionary file (default: Debian's)")
+    p.add_argument("--images", default=FASHION_MNIST, help="--task image: Fashion-MNIST's folder")
+    p.add_argument("--dictionary", default=None, help="--task translation: the trans-de-en file (default: Debian's)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--train-size", type=int, default=1000)
     p.add_argument("--test-size", type=int, default=500)
@@ -86,11 +87,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.monotonic()
     torch.manual_seed(a.seed)
     if a.task == "image":
-        train, test = fashion_mnist(a.data or FASHION_MNIST, a.train_size, a.test_size)
+        train, test = fashion_mnist(a.images, a.train_size, a.test_size)
         model, collate = MODELS["vit"](num_labels=10), PadCollator()
     else:
-        train, test, tokenizer = dictionary_translation(a.data, a.train_size, a.test_size)
-        model, collate = MODELS["t5"](vocab_size=tokenizer.get_vocab_size()), PadCollator()
+        train, test, tokenizer = dictionary_translation(a.dictionary, a.train_size, a.test_size)
+        model = MODELS["t5"](vocab_size=tokenizer.get_vocab_size())
+        collate = PadCollator(model=model)
     args = training_arguments(a)
     trainer_class = PSKDTrainer if a.method == "ps_kd" else Trainer
     trainer = trainer_class(model=model, args=args, train_dataset=train, data_collator=collate)
