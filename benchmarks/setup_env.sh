@@ -73,7 +73,8 @@ logging.basicConfig(level=logging.WARNING)
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 import torch, torchvision, mmengine, mmcv, mmcv.ops, mmdet, fairseq, sacrebleu, pycocotools, matplotlib
-import common, classification, detection, translation
+import transformers, accelerate, tokenizers
+import common, classification, detection, translation, huggingface
 
 for line in open(sys.argv[1]):
     line = line.split("#")[0].strip()
@@ -132,11 +133,11 @@ fi
 log "fairseq-fixed $FAIRSEQ_VERSION (from $WHEELHOUSE)"
 "${PIP[@]}" "$WHEELHOUSE/fairseq_fixed-$FAIRSEQ_VERSION"-*.whl
 
-# pyproject.toml's dependencies (the ones above are already there and stay) and the dev extra.
+# pyproject.toml's dependencies (the ones above are already there and stay), the dev extra and the huggingface one.
 log "the project itself (editable) with the rest of its dependencies"
 # setuptools' editable build warns, in a banner of !!, that a folder named like a package may shadow it: here
 # the folders are the packages, so the banner says nothing and is filtered
-PYTHONWARNINGS="ignore:Editable installation" "${PIP[@]}" --no-build-isolation -e "$REPO[dev]"
+PYTHONWARNINGS="ignore:Editable installation" "${PIP[@]}" --no-build-isolation -e "$REPO[dev,huggingface]"
 "$VENV/bin/python" -m pip check >/dev/null || { "$VENV/bin/python" -m pip check; log "WARNING: pip check reports conflicts (above)"; }
 
 stack_imports || { echo "setup: the environment does not import the whole stack at the versions of $CONSTRAINTS" \
