@@ -118,7 +118,7 @@ def test_translation_door_trains_and_evaluates_on_the_data_its_prepare_run_makes
 
 
 def test_every_spec_names_an_adapter_whose_door_has_the_interface():
-    assert adapters() == ["classification", "detection", "translation"]
+    assert adapters() == ["classification", "detection", "huggingface", "translation"]
     assert {s.adapter for s in load_specs().values() if s.adapter} <= set(adapters())
     for name in adapters():
         found = door(name)
