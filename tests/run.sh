@@ -11,4 +11,7 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREAD
 export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1  # mmengine and fairseq checkpoints; ours load with weights_only=True
 cd "$REPO"
 "$PY" -m ruff check .
-exec "$PY" -m pytest "$@"
+# Two pytest workers (PSKD_TEST_WORKERS; 0 runs in this process): most of the suite's time is spent waiting on the
+# subprocesses, checkpoints and Slurm jobs of its end-to-end tests. The Slurm tests share one cluster: they run on one
+# worker (their xdist_group). Arguments given after these win (e.g. -n 0).
+exec "$PY" -m pytest -n "${PSKD_TEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -20,7 +20,8 @@ from benchmarks import run_all
 from benchmarks.pipeline.executors import execute, run_payload
 from benchmarks.pipeline.plan import FINISHED, Plan
 
-pytestmark = pytest.mark.slow
+# slow; and on one test worker, the one that starts the cluster (tests/run.sh runs two with --dist loadgroup)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 REPO = Path(__file__).resolve().parents[2]
 
 # A table of one classification run; EPOCHS x TRAIN images decide how long it trains, OVERRIDES what else.
