@@ -21,7 +21,7 @@ def test_check_indices_accepts_every_integer_dtype_and_both_ends_of_the_range(dt
     check_indices("ids", torch.tensor([], dtype=dtype), 10, "sample ids")  # an empty batch has no min or max
 
 
-@pytest.mark.parametrize(("values", "got"), [([0, -1, 3], -1), ([10, 2], 10), ([-3, 12], -3)])
+@pytest.mark.parametrize(("values", "got"), [([0, -1, 3], -1), ([10, 2], 10), ([-3, 12], -3), ([0, 10], 10)])
 def test_check_indices_refuses_the_first_value_outside_and_names_it(values, got):
     with pytest.raises(ValueError, match=rf"^ids must lie in \[0, 10\), being sample ids; got {got}$"):
         check_indices("ids", torch.tensor(values), 10, "sample ids")
@@ -75,7 +75,8 @@ def test_under_torch_distributed_ids_must_fit_the_float32_column_and_node_sharin
     monkeypatch.setattr(ddp, "is_distributed", lambda: True)
     with pytest.raises(ValueError, match=r"^num_samples=16777216 is too large for the float32 id column"):
         PredictionStore(2**24, 2, device="meta")
-    assert PredictionStore(2**24 - 1, 2, device="meta").table.shape == (2**24 - 1, 2)  # meta: nothing allocated
+    big = PredictionStore(2**24 - 1, 2, device="meta")  # meta: nothing allocated
+    assert big.table.shape == (2**24 - 1, 2) and big.table.device.type == big.filled.device.type == "meta"
     with pytest.raises(ValueError, match=r"^sharing='node' maps a table in host shared memory: use device='cpu'$"):
         PredictionStore(4, 3, device="meta", sharing="node")
     monkeypatch.setattr(ddp, "is_distributed", lambda: False)
@@ -204,7 +205,10 @@ def test_a_loaded_complete_table_reads_without_fallback_and_a_table_of_the_wrong
     torch.testing.assert_close(restored.past_probs(torch.tensor([0, 0]), ids=torch.tensor([1, 0])),
                                full.table.flip(0))
     bad = dict(full.state_dict(), table=torch.zeros(3, 2))
-    with pytest.raises(ValueError, match="does not fit this run"):
+    with pytest.raises(ValueError, match=r"^the saved prediction store does not fit this run: it holds 2 samples x 3 "
+                                         r"classes in float32, this run needs 2 x 3 in float32\. Resume with the same "
+                                         r"data set and store dtype as the run that wrote the checkpoint, or start a "
+                                         r"new run\.$"):
         PredictionStore(2, 3).load_state_dict(bad)
     with pytest.raises(ValueError, match=r"it holds None samples x 3 classes in float32, this run needs 2 x 3 in "
                                          r"float32\. Resume with the same data set"):
@@ -388,3 +392,64 @@ def test_the_interface_defaults_are_stateless_no_ops():
     provider.end_epoch()
     provider.resume(nn.Linear(1, 2))
     provider.load_state_dict({})
+
+
+def test_reads_answer_on_the_labels_device():
+    """The table stays where it is; a read answers on the device of ``labels`` (a "meta" device stands in for a
+    GPU: a CPU table read for meta labels gives meta rows, before and after every row is written)."""
+    store = PredictionStore(3, 4)
+    store.record(torch.tensor([1]), torch.full((1, 4), 0.25))
+    labels, ids = torch.tensor([0, 3], device="meta"), torch.tensor([1, 2])
+    for _ in range(2):
+        got = store.past_probs(labels, ids=ids)
+        assert got.device.type == "meta" and got.shape == (2, 4) and got.dtype == torch.float32
+        store.mark_filled()
+
+
+def test_mark_filled_reads_the_table_alone(monkeypatch):
+    store = PredictionStore(3, 2)
+    store.record(torch.tensor([0]), torch.tensor([[0.75, 0.25]]))
+    store.mark_filled()
+    monkeypatch.setattr(pp, "one_hot", lambda *a, **k: pytest.fail("a filled table needs no one-hot rows"))
+    torch.testing.assert_close(store.past_probs(torch.tensor([1, 1]), ids=torch.tensor([0, 2])),
+                               torch.tensor([[0.75, 0.25], [0.0, 0.0]]))
+
+
+def test_int32_ids_are_written_as_indices():
+    store = PredictionStore(4, 2)
+    store.record(torch.tensor([3, 1], dtype=torch.int32), torch.tensor([[0.5, 0.5], [0.125, 0.875]]))
+    assert store.filled.tolist() == [False, True, False, True] and store.table[1].tolist() == [0.125, 0.875]
+
+
+def test_node_sharing_maps_the_table_and_flags_and_gathers_within_the_same_local_rank(monkeypatch, tmp_path):
+    """Two nodes of two ranks stood in for (this is rank 2, local rank 0): the table and the flags are mapped
+    from files in shm_dir, the per-step gather runs in the group of local rank 0 ([0, 2]), and a checkpoint is
+    loaded into the shared table by local rank 0 alone."""
+    _fake_node(monkeypatch, rank=2, local_rank=0, local_world_size=2)
+    monkeypatch.setattr(ddp, "is_distributed", lambda: True)
+    monkeypatch.setattr(ddp, "world_size", lambda: 4)
+    monkeypatch.setattr(pp.dist, "new_group", lambda ranks: tuple(ranks))
+    mapped, unlink = [], os.unlink
+    monkeypatch.setattr(os, "unlink", lambda path: (mapped.append(os.path.basename(path)), unlink(path)))
+    gathered = []
+
+    def gather(block, group=None):
+        gathered.append(group)
+        return block
+
+    monkeypatch.setattr(ddp, "all_gather_cat", gather)
+    store = PredictionStore(5, 3, sharing="node", shm_dir=str(tmp_path))
+    assert store.sharing == "node" and store._gather_group == (0, 2)
+    assert [name.rsplit("-", 1)[1] for name in mapped] == ["table.bin", "filled.bin"]
+    assert all(name.startswith("pskd-store-feedbeef-node1-") for name in mapped)
+    assert (store.table.shape, store.table.dtype, store.filled.shape, store.filled.dtype) == \
+        ((5, 3), torch.float32, (5,), torch.bool)
+    store.record(torch.tensor([4]), torch.tensor([[0.2, 0.3, 0.5]]))
+    assert gathered == [(0, 2)] and store.filled.tolist() == [False, False, False, False, True]
+    state = dict(PredictionStore(5, 3).state_dict(), filled=torch.ones(5, dtype=torch.bool))
+    monkeypatch.setattr(ddp, "local_rank", lambda: 1)  # another rank of the node: local rank 0 writes the table
+    store.load_state_dict(state)
+    assert store.filled.tolist() == [False, False, False, False, True]
+    monkeypatch.setattr(ddp, "local_rank", lambda: 0)
+    store.load_state_dict(state)
+    assert store.filled.all() and not store.table.any()
