@@ -453,3 +453,13 @@ def test_node_sharing_maps_the_table_and_flags_and_gathers_within_the_same_local
     monkeypatch.setattr(ddp, "local_rank", lambda: 0)
     store.load_state_dict(state)
     assert store.filled.all() and not store.table.any()
+
+
+def test_node_shared_tensor_falls_back_to_the_temporary_folder_without_dev_shm(monkeypatch, tmp_path):
+    _fake_node(monkeypatch, rank=0, local_rank=0, local_world_size=1)
+    monkeypatch.setattr(pp.os.path, "isdir", lambda path: False)
+    monkeypatch.setattr(pp.tempfile, "gettempdir", lambda: str(tmp_path))
+    unlinked, unlink = [], os.unlink
+    monkeypatch.setattr(os, "unlink", lambda path: (unlinked.append(path), unlink(path)))
+    pp._node_shared_tensor((2,), torch.float32, "table", None)
+    assert os.path.dirname(unlinked[0]) == str(tmp_path)

@@ -561,8 +561,12 @@ def test_head_starts_at_alpha_0_and_asks_no_teacher_when_alpha_is_0_after_a_snap
         seen.update(kwargs)
         return original(*args, **kwargs)
 
+    class Refusing(torch.nn.Module):
+        def forward(self, *args):
+            raise AssertionError("alpha_t = 0 needs no past prediction")
+
     head.bbox_head.loss_cls.forward = spy
-    head.teacher._model = None  # asking the teacher would now fail: alpha 0 must not ask
+    head.teacher._model = Refusing()  # a ready snapshot that must not be asked
     head.bbox_loss(x, sampling_results)
     assert seen["past"] is None and seen["alpha"] == 0.0
 
