@@ -332,3 +332,36 @@ def test_state_dict_fields_and_a_resume_into_a_later_epoch():
         SequenceStore([2, 1], 8, topk=2).load_state_dict(state)
     with pytest.raises(ValueError, match="for 2 sentences, this run needs V=7, topk=2 for 3"):
         SequenceStore([2, 1, 1], 7, topk=2).load_state_dict(state)
+
+
+def test_a_store_written_before_any_begin_epoch_counts_that_as_epoch_0():
+    """fairseq's int32 target sizes become int64 lengths; a write before ``begin_epoch`` belongs to epoch 0, and
+    the first writing epoch, an int64 scalar, stays 0 through later writes."""
+    import numpy
+
+    store = SequenceStore(numpy.array([2, 1], dtype=numpy.int32), 6, topk=2)
+    assert store.state_dict()["lengths"].dtype == torch.int64
+    store.record_topk(torch.tensor([1, 2], dtype=torch.int32), torch.full((2, 2), 0.25), torch.tensor([[1, 2], [3, 4]]))
+    assert store.tokens[1:].tolist() == [[1, 2], [3, 4]] and store.filled.tolist() == [False, True, True]
+    store.begin_epoch(1)
+    assert store.has_past
+    store.begin_epoch(2)
+    store.record_topk(torch.tensor([0]), torch.full((1, 2), 0.25), torch.tensor([[1, 2]]))
+    first = store.state_dict()["first_epoch"]
+    assert first.dtype == torch.int64 and first.item() == 0
+
+
+def test_reads_answer_on_the_asked_device():
+    """A "meta" device stands in for the model's GPU: past_topk and past_probs answer there, empty_rows builds
+    there, and densify keeps the probabilities' dtype and device."""
+    meta = torch.device("meta")
+    for remainder in ("uniform", "renormalise"):
+        store = SequenceStore([2, 1], 6, topk=2, remainder=remainder)
+        store.record_topk(torch.tensor([1]), torch.tensor([[0.5, 0.25]]), torch.tensor([[3, 1]]))
+        rows = torch.tensor([1, 2])
+        assert [t.device.type for t in store.past_topk(rows, meta)] == ["meta"] * 3
+        dense = store.past_probs(torch.tensor([0, 5], device=meta), ids=rows)
+        assert dense.device.type == "meta" and dense.shape == (2, 6) and dense.dtype == torch.float32
+        wide = store.densify(torch.tensor([[0.5, 0.25]], dtype=torch.float64), torch.tensor([[3, 1]]))
+        assert wide.dtype == torch.float64
+    assert [t.device.type for t in store.empty_rows(meta)] == ["meta"] * 3
