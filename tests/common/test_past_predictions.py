@@ -430,7 +430,7 @@ def test_node_sharing_maps_the_table_and_flags_and_gathers_within_the_same_local
     monkeypatch.setattr(ddp, "world_size", lambda: 4)
     monkeypatch.setattr(pp.dist, "new_group", lambda ranks: tuple(ranks))
     mapped, unlink = [], os.unlink
-    monkeypatch.setattr(os, "unlink", lambda path: (mapped.append(os.path.basename(path)), unlink(path)))
+    monkeypatch.setattr(os, "unlink", lambda path: (mapped.append(os.path.relpath(path, tmp_path)), unlink(path)))
     gathered = []
 
     def gather(block, group=None):
@@ -438,15 +438,15 @@ def test_node_sharing_maps_the_table_and_flags_and_gathers_within_the_same_local
         return block
 
     monkeypatch.setattr(ddp, "all_gather_cat", gather)
-    store = PredictionStore(5, 3, sharing="node", shm_dir=str(tmp_path))
+    store = PredictionStore(5, 3, dtype="float16", sharing="node", shm_dir=str(tmp_path))
     assert store.sharing == "node" and store._gather_group == (0, 2)
     assert [name.rsplit("-", 1)[1] for name in mapped] == ["table.bin", "filled.bin"]
     assert all(name.startswith("pskd-store-feedbeef-node1-") for name in mapped)
     assert (store.table.shape, store.table.dtype, store.filled.shape, store.filled.dtype) == \
-        ((5, 3), torch.float32, (5,), torch.bool)
+        ((5, 3), torch.float16, (5,), torch.bool)
     store.record(torch.tensor([4]), torch.tensor([[0.2, 0.3, 0.5]]))
     assert gathered == [(0, 2)] and store.filled.tolist() == [False, False, False, False, True]
-    state = dict(PredictionStore(5, 3).state_dict(), filled=torch.ones(5, dtype=torch.bool))
+    state = dict(PredictionStore(5, 3, dtype="float16").state_dict(), filled=torch.ones(5, dtype=torch.bool))
     monkeypatch.setattr(ddp, "local_rank", lambda: 1)  # another rank of the node: local rank 0 writes the table
     store.load_state_dict(state)
     assert store.filled.tolist() == [False, False, False, False, True]
