@@ -463,3 +463,46 @@ def test_node_shared_tensor_falls_back_to_the_temporary_folder_without_dev_shm(m
     monkeypatch.setattr(os, "unlink", lambda path: (unlinked.append(path), unlink(path)))
     pp._node_shared_tensor((2,), torch.float32, "table", None)
     assert os.path.dirname(unlinked[0]) == str(tmp_path)
+
+
+class _FakeTensor:
+    """Records how ``_to_device`` moves it: CUDA transfers stood in for on a machine without a GPU."""
+
+    def __init__(self, device):
+        self.device, self.shape, self.dtype, self.calls = torch.device(device), (2, 3), torch.float16, []
+
+    def pin_memory(self):
+        self.calls.append("pin_memory")
+        return self
+
+    def to(self, *args, **kwargs):
+        self.calls.append(("to", args, kwargs))
+        return "moved"
+
+    def copy_(self, src, **kwargs):
+        self.calls.append(("copy_", src, kwargs))
+        return "copied"
+
+
+def test_host_to_gpu_moves_go_through_pinned_memory_without_blocking():
+    host = _FakeTensor("cpu")
+    assert pp._to_device(host, torch.device("cuda")) == "moved"
+    assert host.calls == ["pin_memory", ("to", (torch.device("cuda"),), {"non_blocking": True})]
+
+
+def test_gpu_to_host_moves_copy_into_pinned_memory_without_blocking_and_others_move_plainly(monkeypatch):
+    allocated = []
+
+    def empty(shape, **kwargs):
+        allocated.append((shape, kwargs))
+        return out
+
+    out = _FakeTensor("cpu")
+    monkeypatch.setattr(pp.torch, "empty", empty)
+    gpu = _FakeTensor("cuda")
+    assert pp._to_device(gpu, torch.device("cpu")) == "copied"
+    assert allocated == [((2, 3), {"dtype": torch.float16, "pin_memory": True})]
+    assert out.calls == [("copy_", gpu, {"non_blocking": True})] and gpu.calls == []
+    other = _FakeTensor("meta")  # neither a host-to-GPU nor a GPU-to-host move: a plain .to
+    assert pp._to_device(other, torch.device("cpu")) == "moved"
+    assert other.calls == [("to", (torch.device("cpu"),), {})] and len(allocated) == 1
