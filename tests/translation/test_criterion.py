@@ -518,3 +518,19 @@ def test_reduce_metrics_logs_the_sample_weighted_alpha_of_training_steps_only():
         PSKDCriterion.reduce_metrics([{k: v for k, v in log.items() if k != "pskd_alpha"} for log in train])
     assert "pskd_alpha" not in agg.get_smoothed_values() and "loss" in agg.get_smoothed_values()
     assert PSKDCriterion.logging_outputs_can_be_summed() is True
+
+
+def test_logged_alpha_is_rounded_to_4_digits_weighted_by_sample_size_across_steps():
+    from fairseq.logging import metrics
+
+    def step(alpha, size):
+        return {"loss": 1.0, "nll_loss": 1.0, "ntokens": size, "sample_size": size, "pskd_alpha": alpha * size}
+
+    no_sizes = {"loss": 0.0, "nll_loss": 0.0, "ntokens": 0}  # a log without sample_size or alpha counts as 0
+    with metrics.aggregate(new_root=True) as agg:
+        PSKDCriterion.reduce_metrics([step(0.123456, 3), no_sizes])
+    assert agg.get_smoothed_values()["pskd_alpha"] == 0.1235
+    with metrics.aggregate(new_root=True) as agg:  # two steps: 0.2 on 3 samples, 0.6 on 1
+        PSKDCriterion.reduce_metrics([step(0.2, 3)])
+        PSKDCriterion.reduce_metrics([step(0.6, 1)])
+    assert agg.get_smoothed_values()["pskd_alpha"] == pytest.approx(0.3)
