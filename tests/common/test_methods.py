@@ -53,3 +53,14 @@ def test_a_name_outside_the_vocabulary_is_refused_where_it_is_declared():
 
     with pytest.raises(ValueError, match=r"not in common\.methods\.METHODS"):
         register_method("ps-kd")
+
+
+def test_refusal_names_every_unknown_name_and_the_whole_vocabulary_in_order():
+    assert method_names(iter(["ps_kd", "ls"])) == ("ps_kd", "ls") and method_names([]) == ()
+    vocabulary = ", ".join(METHODS)
+    with pytest.raises(ValueError) as refused:
+        method_names(["ls", "pskd", "kd"])
+    assert str(refused.value) == (f"method name(s) pskd, kd are not in common.methods.METHODS ({vocabulary}); add a "
+                                  "new method there first")
+    assert [paper_row(m) for m in METHODS] == ["baseline", "ls", "cs_kd", "tf_kd", "tf_kd", "tf_kd", "ps_kd",
+                                               "ps_kd_cutmix", "ps_kd_head"]

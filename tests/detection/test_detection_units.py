@@ -523,3 +523,139 @@ def test_every_config_evaluates_voc2007_with_11_point_ap_as_mmdet_builds_it(name
     cfg = Config.fromfile(str(CONFIGS / name))
     for key in ("val_evaluator", "test_evaluator"):
         assert METRICS.build(cfg[key]).eval_mode == "11points", key
+
+
+def test_pskd_cls_loss_defaults_are_mmdets_cross_entropy_and_alpha_0():
+    """Built with no options it is mmdet's ``CrossEntropyLoss()`` (weight 1, mean over ``avg_factor``), and
+    ``past`` without ``alpha`` is still the one-hot target: alpha_t defaults to 0, no distillation."""
+    from mmdet.registry import MODELS
+
+    ours, mmdets = MODELS.build(dict(type="PSKDClsLoss")), MODELS.build(dict(type="CrossEntropyLoss"))
+    assert (ours.loss_weight, ours.reduction) == (1.0, "mean")
+    scores = torch.tensor([[1.0, -1.0, 0.5], [0.0, 2.0, 0.0], [0.3, 0.3, -0.6]])
+    labels, weights = torch.tensor([2, 1, 0]), torch.tensor([1.0, 0.0, 1.0])
+    past = torch.tensor([[0.1, 0.2, 0.7], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25]])
+    by_hand = -(F.log_softmax(scores, 1)[[0, 2], [2, 0]]).sum() / 2.0
+    for kwargs in ({}, {"past": past}):
+        torch.testing.assert_close(ours(scores, labels, weights, avg_factor=2.0, **kwargs), by_hand)
+    torch.testing.assert_close(mmdets(scores, labels, weights, avg_factor=2.0), by_hand)
+    # alpha = 1: the previous epoch's prediction alone, whatever the label
+    torch.testing.assert_close(ours(scores, labels, None, reduction_override="none", past=past, alpha=1.0),
+                               -(past * F.log_softmax(scores, 1)).sum(1))
+
+
+def test_head_starts_at_alpha_0_and_asks_no_teacher_when_alpha_is_0_after_a_snapshot():
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(CONFIGS / "demo_faster-rcnn_r18_synthetic_pskd.py")).model.roi_head
+    assert MODELS.build(cfg).alpha == 0.0  # before the first epoch starts
+    model = _demo_model().train()
+    head = model.roi_head
+    x, sampling_results = _roi_head_inputs(model)
+    head.schedule, head.alpha_T = "fixed", 0.0
+    assert head.begin_epoch(2, 4) == 0.0 and head.teacher.ready
+    seen, original = {}, head.bbox_head.loss_cls.forward
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return original(*args, **kwargs)
+
+    class Refusing(torch.nn.Module):
+        def forward(self, *args):
+            raise AssertionError("alpha_t = 0 needs no past prediction")
+
+    head.bbox_head.loss_cls.forward = spy
+    head.teacher._model = Refusing()  # a ready snapshot that must not be asked
+    head.bbox_loss(x, sampling_results)
+    assert seen["past"] is None and seen["alpha"] == 0.0
+
+
+def test_head_average_counts_only_the_rois_of_positive_weight_as_mmdets_head_does():
+    """RoIs of weight 0 (here every other RoI, by a wrapped ``get_targets``) are left out of the classification
+    loss's average, as in mmdet's own ``BBoxHead.loss``: ``avg_factor = max(#(label_weights > 0), 1)``. With
+    ``reg_decoded_bbox`` (IoU-type box losses) the box term decodes the RoIs: they must reach mmdet's loss."""
+    from mmdet.models.roi_heads import StandardRoIHead
+
+    model = _demo_model().train()
+    head = model.roi_head
+    head.begin_epoch(0, 4)
+    x, sampling_results = _roi_head_inputs(model)
+    get_targets, seen = head.bbox_head.get_targets, []
+
+    def half_ignored(*args, **kwargs):
+        labels, label_weights, *rest = get_targets(*args, **kwargs)
+        label_weights = label_weights.clone()
+        label_weights[::2] = 0.0
+        seen.append(label_weights)
+        return (labels, label_weights, *rest)
+
+    head.bbox_head.get_targets = half_ignored
+    head.bbox_head.reg_decoded_bbox = True
+    ours = head.bbox_loss(x, sampling_results)["loss_bbox"]
+    mmdets = StandardRoIHead.bbox_loss(head, x, sampling_results)["loss_bbox"]
+    assert 0 < int((seen[0] > 0).sum()) < len(seen[0])
+    for key in ("loss_cls", "loss_bbox"):
+        torch.testing.assert_close(ours[key], mmdets[key])
+
+
+def test_hook_logs_alpha_and_the_snapshot_per_epoch_and_unwraps_a_model_wrapper():
+    from mmdet.registry import HOOKS
+    from mmengine.runner import get_priority
+
+    model = _demo_model()
+    logged, hub = [], {}
+    runner = SimpleNamespace(model=torch.nn.DataParallel(model), epoch=0, max_epochs=4,
+                             logger=SimpleNamespace(info=logged.append),
+                             message_hub=SimpleNamespace(update_info=hub.__setitem__))
+    hook = HOOKS.build(dict(type="PSKDHook"))
+    assert get_priority(hook.priority) == get_priority("NORMAL")
+    hook.before_train_epoch(runner)
+    runner.epoch = 2
+    hook.before_train_epoch(runner)
+    assert logged == ["PS-KD: epoch 0, alpha_t = 0.2000, snapshot not yet taken (one-hot targets)",
+                      "PS-KD: epoch 2, alpha_t = 0.6000, snapshot refreshed"]
+    assert hub == {"pskd_alpha": pytest.approx(0.6)} and model.roi_head.teacher.ready
+    for other, name in ((torch.nn.Linear(1, 1), "NoneType"),
+                        (SimpleNamespace(roi_head=torch.nn.Identity()), "Identity")):
+        runner.model = other
+        with pytest.raises(TypeError, match=r"^PSKDHook needs model\.roi_head=dict\(type='PSKDRoIHead', \.\.\.\); "
+                                            rf"got {name}$"):
+            hook.before_train_epoch(runner)
+
+
+def test_a_finite_loss_or_no_loss_at_all_passes_the_non_finite_check():
+    from mmdet.registry import HOOKS
+
+    runner = SimpleNamespace(iter=0, epoch=0, work_dir="w", logger=SimpleNamespace(warning=pytest.fail))
+    stop = HOOKS.build(dict(type="StopOnNonFiniteLoss"))
+    for outputs in (None, {}, {"loss": torch.tensor(1e30)}, {"loss": 0.0}):
+        stop.after_train_iter(runner, 0, outputs=outputs)
+    with pytest.raises(FloatingPointError, match=r"^iteration 1 \(epoch 1\): the training loss is -inf\. The "
+                                                 r"checkpoints already in w are kept; lower the lr or check the data "
+                                                 r"and the backbone, then train again$"):
+        stop.after_train_iter(runner, 0, outputs={"loss": torch.tensor(float("-inf"))})
+
+
+def test_head_defaults_to_the_linear_schedule_and_takes_standard_roi_heads_positional_arguments():
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+
+    from common import DEFAULT_ALPHA_T
+    from detection.roi_head import PSKDRoIHead
+
+    cfg = Config.fromfile(str(CONFIGS / "demo_faster-rcnn_r18_synthetic_pskd.py")).model
+    head_cfg = {k: v for k, v in cfg.roi_head.items() if k not in ("schedule", "alpha_T")}
+    head = MODELS.build(head_cfg)
+    assert (head.schedule, head.alpha_T) == ("linear", DEFAULT_ALPHA_T)
+    linear = [DEFAULT_ALPHA_T * (e + 1) / 4 for e in range(4)]
+    assert [head.begin_epoch(e, 4) for e in range(4)] == pytest.approx(linear)
+    # StandardRoIHead(bbox_roi_extractor, bbox_head, mask_roi_extractor, mask_head, shared_head, train_cfg, ...)
+    positional = PSKDRoIHead(head_cfg["bbox_roi_extractor"], head_cfg["bbox_head"], None, None, None,
+                             cfg.train_cfg.rcnn, cfg.test_cfg.rcnn)
+    assert positional.with_bbox and isinstance(positional.bbox_head.loss_cls, type(head.bbox_head.loss_cls))
+    plain = dict(head_cfg, bbox_head=dict(head_cfg["bbox_head"], loss_cls=dict(type="CrossEntropyLoss")))
+    with pytest.raises(TypeError, match=r"^PSKDRoIHead needs bbox_head=dict\(loss_cls=dict\(_delete_=True, "
+                                        r"type='PSKDClsLoss'\)\): it hands that loss the previous epoch's "
+                                        r"predictions$"):
+        MODELS.build(plain)

@@ -487,3 +487,50 @@ def test_pskd_token_loss_keeps_the_dtype_of_the_log_probabilities():
     alpha = torch.full((5,), 0.5)  # a float32 weight per token
     loss, nll = topk_token_loss(lprobs.half(), target, top_p.float(), top_t, alpha, 0.1, ignore_index=PAD)
     assert loss.dtype == nll.dtype == torch.float16
+
+
+@pytest.mark.parametrize(("save_dir", "restore_file", "suffix", "expected"), [
+    ("ckpt", "checkpoint_last.pt", "", "ckpt/checkpoint_last.pt"),
+    ("ckpt", "checkpoint_last.pt", "-shard1", "ckpt/checkpoint_last-shard1.pt"),
+    ("ckpt", "/runs/best.pt", "", "/runs/best.pt"),
+    ("ckpt", "/runs/best.pt", "-shard1", "/runs/best-shard1.pt"),
+])
+def test_restore_path_is_the_checkpoint_fairseq_loads(save_dir, restore_file, suffix, expected):
+    """fairseq's checkpoint_utils.load_checkpoint: checkpoint_last{suffix}.pt under save_dir, or restore_file with
+    the suffix before ".pt"."""
+    from translation.criterion import _restore_path
+
+    assert _restore_path(save_dir, restore_file, suffix) == expected
+    criterion = PSKDCriterion(_Task(), False, 0.1, alpha_T=0.8, max_epoch=3, save_dir=save_dir,
+                              restore_file=restore_file, checkpoint_suffix=suffix)
+    assert criterion.restore_path == expected
+
+
+def test_reduce_metrics_logs_the_sample_weighted_alpha_of_training_steps_only():
+    from fairseq.logging import metrics
+
+    train = [{"loss": 6.0, "nll_loss": 3.0, "ntokens": 3, "sample_size": 3, "pskd_alpha": 0.2 * 3},
+             {"loss": 2.0, "nll_loss": 1.0, "ntokens": 1, "sample_size": 1, "pskd_alpha": 0.5 * 1}]
+    with metrics.aggregate(new_root=True) as agg:
+        PSKDCriterion.reduce_metrics(train)
+    assert agg.get_smoothed_values()["pskd_alpha"] == pytest.approx((0.6 + 0.5) / 4)
+    with metrics.aggregate(new_root=True) as agg:  # validation steps carry no alpha
+        PSKDCriterion.reduce_metrics([{k: v for k, v in log.items() if k != "pskd_alpha"} for log in train])
+    assert "pskd_alpha" not in agg.get_smoothed_values() and "loss" in agg.get_smoothed_values()
+    assert PSKDCriterion.logging_outputs_can_be_summed() is True
+
+
+def test_logged_alpha_is_rounded_to_4_digits_weighted_by_sample_size_across_steps():
+    from fairseq.logging import metrics
+
+    def step(alpha, size):
+        return {"loss": 1.0, "nll_loss": 1.0, "ntokens": size, "sample_size": size, "pskd_alpha": alpha * size}
+
+    no_sizes = {"loss": 0.0, "nll_loss": 0.0, "ntokens": 0}  # a log without sample_size or alpha counts as 0
+    with metrics.aggregate(new_root=True) as agg:
+        PSKDCriterion.reduce_metrics([step(0.123456, 3), no_sizes])
+    assert agg.get_smoothed_values()["pskd_alpha"] == 0.1235
+    with metrics.aggregate(new_root=True) as agg:  # two steps: 0.2 on 3 samples, 0.6 on 1
+        PSKDCriterion.reduce_metrics([step(0.2, 3)])
+        PSKDCriterion.reduce_metrics([step(0.6, 1)])
+    assert agg.get_smoothed_values()["pskd_alpha"] == pytest.approx(0.3)
