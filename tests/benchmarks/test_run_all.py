@@ -370,9 +370,9 @@ def test_smoke_builds_every_table_and_figure(smoke):
     line = next(x for x in report.splitlines() if x.startswith("- classification: "))
     assert used and all(("fp32" if u == "off" else f"autocast {u}") in line for u in used), (used, line)
     finished = [r for r in map(json.loads, (p.read_text() for p in results.rglob("record.json"))) if r.get("final")]
-    # one summary layout from the three adapters (their labels tell them apart: dataset, config, direction)
-    assert {next(k for k in ("dataset", "config", "direction") if k in r["labels"]) for r in finished} == {
-        "dataset", "config", "direction"}
+    # one summary layout from the four adapters (their labels tell them apart: dataset, config, direction, task)
+    kinds = ("dataset", "config", "direction", "task")
+    assert {next((k for k in kinds if k in r["labels"]), None) for r in finished} == set(kinds)
     for record in finished:
         assert tuple(record["summary"]) == SUMMARY_KEYS and record["summary"]["precision"], record["name"]
         assert (record["summary"]["peak_memory_mib"] or 0) > 0, record["name"]
