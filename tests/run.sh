@@ -11,7 +11,6 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREAD
 export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1  # mmengine and fairseq checkpoints; ours load with weights_only=True
 cd "$REPO"
 "$PY" -m ruff check .
-# Two pytest workers (PSKD_TEST_WORKERS; 0 runs in this process): most of the suite's time is spent waiting on the
-# subprocesses, checkpoints and Slurm jobs of its end-to-end tests. The Slurm tests share one cluster: they run on one
-# worker (their xdist_group). Arguments given after these win (e.g. -n 0).
-exec "$PY" -m pytest -n "${PSKD_TEST_WORKERS:-2}" --dist loadgroup "$@"
+# PSKD_TEST_WORKERS=N runs N pytest-xdist workers (the Slurm tests together on one, their xdist_group). The default
+# is 0, one process: on 2 cores two workers ran the end-to-end tests side by side and took longer, not shorter.
+exec "$PY" -m pytest -n "${PSKD_TEST_WORKERS:-0}" --dist loadgroup "$@"
