@@ -18,6 +18,7 @@ from common import (
     negative_log_likelihood,
     top_k_error,
 )
+from common import distributed as ddp
 
 # float32 confidences on every decimal edge of 10 bins; float32 0.1, 0.2, 0.3, 0.4, 0.6, 0.8 lie just above
 # their decimal, so the official float64 edges put them in the bin above
@@ -252,7 +253,7 @@ def test_bad_shapes_and_empty_input_are_refused():
         top_k_error(torch.rand(3, 2), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="expected logits"):
         ClassificationMetrics().update(torch.rand(3, 2), torch.tensor([0, 1, 1]), logits=torch.rand(3, 4))
-    with pytest.raises(ValueError, match="no samples"):
+    with pytest.raises(ValueError, match=r"^no samples were given"):
         ClassificationMetrics().compute()
     with pytest.raises(ValueError, match="bins"):
         ClassificationMetrics(n_bins=0)
@@ -265,3 +266,169 @@ def test_top_k_error_counts_nan_scores_as_misses() -> None:
     labels = torch.tensor([0, 2, 1])
     assert top_k_error(logits, labels, 1) == pytest.approx(200.0 / 3)
     assert top_k_error(logits, labels, 2) == pytest.approx(100.0 / 3)
+
+
+def test_default_k_is_top_1_and_wrong_shapes_are_refused_before_any_indexing():
+    probs = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7]])
+    labels = torch.tensor([1, 2])
+    assert top_k_error(probs, labels) == pytest.approx(50.0)  # sample 0's label is 2nd: a top-1 miss only
+    assert top_k_error(probs, labels, 2) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="expected probs"):  # 1-D scores, however long the labels
+        top_k_error(torch.rand(3), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="expected probs"):  # (n, 1) labels
+        expected_calibration_error(torch.rand(3, 2), torch.tensor([[0], [1], [1]]))
+    with pytest.raises(ValueError, match="expected logits"):  # the NLL of logits of another width
+        negative_log_likelihood(torch.rand(3, 2), torch.tensor([0, 1, 1]), logits=torch.rand(3, 4))
+
+
+def test_empty_bins_report_zero_accuracy_and_confidence_as_the_official_compute_bin():
+    """utils/metric.py ``compute_bin`` returns (0, 0, 0) for a bin without samples; the reliability diagram
+    (common/plots.py) and the records read these lists."""
+    probs = torch.tensor([[0.62, 0.38], [0.34, 0.66], [0.87, 0.13], [1.0, 0.0], [0.25, 0.25]])
+    labels = torch.tensor([0, 0, 0, 0, 1])
+    result = expected_calibration_error(probs, labels)
+    assert result.accuracy == pytest.approx([0, 0, 0, 0, 0, 0, 0.5, 0, 1, 1])
+    assert result.confidence == pytest.approx([0, 0, 0.25, 0, 0, 0, 0.64, 0, 0.87, 1.0])
+    _, _, accs, confs, counts, _ = reliability_bins(probs.tolist(), labels.tolist())
+    assert (result.accuracy, result.confidence, result.count) == (pytest.approx(accs), pytest.approx(confs), counts)
+
+
+def test_one_bin_is_the_gap_between_accuracy_and_mean_confidence():
+    """n_bins = 1 is the official bin_size = 1.0: ``np.arange(1.0, 2.0, 1.0)`` is the one bin (0, 1]."""
+    probs = torch.tensor([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8]])
+    labels = torch.tensor([0, 0, 1, 1])  # right, wrong, wrong, right: accuracy 0.5, mean confidence 0.75
+    one = expected_calibration_error(probs, labels, n_bins=1)
+    assert (one.lower, one.upper, one.count) == ([0.0], [1.0], [4])
+    assert one.ece == pytest.approx(25.0)
+    assert one.ece == pytest.approx(_official(probs, labels, bin_size=1.0)[0])
+    accumulator = ClassificationMetrics(n_bins=1)
+    assert accumulator.n_bins == 1
+    accumulator.update(probs, labels)
+    assert accumulator.compute()["ece"] == pytest.approx(25.0)
+
+
+def test_classification_metrics_uses_the_bins_it_is_given():
+    probs, labels = _distinct(300, seed=4)
+    got = classification_metrics(probs, labels, n_bins=15)
+    _, upper, accs, confs, counts, _ = reliability_bins(probs.tolist(), labels.tolist(), 1 / 15)
+    assert got["ece"] == pytest.approx(_official(probs, labels, 1 / 15)[0], rel=1e-9)
+    assert len(counts) == 15 and got["calibration"]["count"] == counts and got["calibration"]["upper"] == upper
+    assert got["calibration"]["accuracy"] == pytest.approx(accs)
+    assert got["calibration"]["confidence"] == pytest.approx(confs)
+
+
+def test_the_calibration_record_holds_the_official_per_bin_lists_by_name():
+    """The ``calibration`` entry of a result (read by common/plots.py's reliability diagram and the records)
+    names the lists of utils/metric.py's bin loop: bounds, per-bin accuracy, mean confidence, count."""
+    probs, labels = _distinct(500, seed=2)
+    lower, upper, accs, confs, counts, ces = reliability_bins(probs.tolist(), labels.tolist())
+    record = classification_metrics(probs, labels)["calibration"]
+    assert set(record) == {"lower", "upper", "accuracy", "confidence", "count", "ece"}
+    assert record["lower"] == pytest.approx(lower) and record["upper"] == pytest.approx(upper)
+    assert record["accuracy"] == pytest.approx(accs) and record["confidence"] == pytest.approx(confs)
+    assert record["count"] == counts
+    assert record["ece"] == pytest.approx(100 * sum(ces) / 500, rel=1e-9)
+    assert expected_calibration_error(probs, labels).to_dict() == record
+
+
+def test_aurc_of_one_sample_of_only_errors_and_of_none():
+    """utils/metric.py ``calc_aurc``: one right sample has risk 0; with every sample wrong the risk is 1 at every
+    coverage and the optimal ordering is no better (its sum is i / i = 1 for each i), so E-AURC is 0."""
+    right, wrong = torch.tensor([[0.7, 0.3]]), torch.tensor([[0.3, 0.7]])
+    assert aurc(right, torch.tensor([0])) == pytest.approx((0.0, 0.0), abs=1e-12)
+    assert aurc(wrong, torch.tensor([0])) == pytest.approx((1000.0, 0.0), abs=1e-9)
+    probs = torch.tensor([[0.6, 0.4], [0.6, 0.4], [0.6, 0.4], [0.2, 0.8], [0.2, 0.8]])
+    labels = torch.tensor([1, 1, 1, 0, 0])
+    assert aurc(probs, labels) == pytest.approx((1000.0, 0.0), abs=1e-9)
+    assert aurc(probs, labels) == pytest.approx(_official(probs, labels)[1:], abs=1e-9)
+    with pytest.raises(ValueError, match=r"^AURC needs at least one sample"):
+        aurc(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
+
+
+class _TwoRanks:
+    """A world of two ranks in one process, standing in for gloo: rank 1's collectives are recorded first, then
+    rank 0's are answered with both ranks' tensors, matched in call order as a process group matches them.
+    all_reduce needs the same shape and dtype on both ranks (torch.distributed.all_reduce); a gather concatenates
+    in rank order."""
+
+    def __init__(self, monkeypatch):
+        self.monkeypatch = monkeypatch
+        self.sent: list[tuple[str, torch.Tensor]] = []
+        monkeypatch.setattr(ddp, "world_size", lambda: 2)
+
+    def record_rank_1(self, metrics):
+        def alone(kind):  # rank 1's collectives see its own tensor only, and are kept for rank 0
+            def collective(tensor):
+                self.sent.append((kind, tensor.clone()))
+                return tensor.clone()
+
+            return collective
+
+        self.monkeypatch.setattr(ddp, "all_reduce_sum", alone("reduce"))
+        self.monkeypatch.setattr(ddp, "all_gather_variable", alone("gather"))
+        metrics.compute()
+
+    def compute_rank_0(self, metrics):
+        def reduce(tensor):
+            kind, other = self.sent.pop(0)
+            assert kind == "reduce" and other.shape == tensor.shape and other.dtype == tensor.dtype
+            return tensor + other
+
+        def gather(tensor):
+            kind, other = self.sent.pop(0)
+            assert kind == "gather" and other.shape[1:] == tensor.shape[1:] and other.dtype == tensor.dtype
+            return torch.cat([tensor, other])
+
+        self.monkeypatch.setattr(ddp, "all_reduce_sum", reduce)
+        self.monkeypatch.setattr(ddp, "all_gather_variable", gather)
+        result = metrics.compute()
+        assert self.sent == []  # rank 0 joined every collective of rank 1 (a rank that skips one hangs the group)
+        return result
+
+
+def _accumulate(batches, **kwargs):
+    metrics = ClassificationMetrics(**kwargs)
+    for logits, labels in batches:
+        metrics.update(F.softmax(logits, 1), labels, logits=logits)
+    return metrics
+
+
+def _assert_official(got, batches):
+    official = val(batches)
+    assert got["n"] == sum(len(labels) for _, labels in batches)
+    assert got["top1_err"] == pytest.approx(100 - official["top1_acc"], abs=1e-4)
+    assert got["top5_err"] == pytest.approx(100 - official["top5_acc"], abs=1e-4)
+    assert got["nll"] == pytest.approx(official["loss"], rel=1e-6)
+    for key in ("ece", "aurc", "eaurc"):
+        assert got[key] == pytest.approx(official[key], rel=1e-9), key
+
+
+def test_two_ranks_report_the_official_numbers_of_every_sample(monkeypatch):
+    """compute() sums the counts and bins of both ranks and gathers their confidences for AURC: rank 0's result
+    is the official main.py ``val`` over both ranks' batches (the default is distributed)."""
+    logits, _, labels = _random_predictions(n=700, k=12, seed=6)
+    batches = list(zip(logits.split(128), labels.split(128), strict=True))
+    rank_0, rank_1 = batches[:2], batches[2:]  # 256 and 444 samples
+    world = _TwoRanks(monkeypatch)
+    world.record_rank_1(_accumulate(rank_1))
+    _assert_official(world.compute_rank_0(_accumulate(rank_0)), batches)
+
+
+def test_a_rank_without_samples_joins_every_collective_with_nothing(monkeypatch):
+    """A test set smaller than the world leaves a rank without samples; its zeros must match the other rank's
+    states in shape and dtype, and add no sample."""
+    logits, _, labels = _random_predictions(n=300, k=12, seed=7)
+    batches = list(zip(logits.split(128), labels.split(128), strict=True))
+    world = _TwoRanks(monkeypatch)
+    world.record_rank_1(_accumulate(batches))
+    _assert_official(world.compute_rank_0(ClassificationMetrics()), batches)
+
+
+def test_without_distributed_a_rank_reports_its_own_samples_and_calls_no_collective(monkeypatch):
+    logits, probs, labels = _random_predictions(n=300, k=12, seed=8)
+    batches = list(zip(logits.split(128), labels.split(128), strict=True))
+    monkeypatch.setattr(ddp, "world_size", lambda: 2)
+    for name in ("all_reduce_sum", "all_gather_variable"):
+        monkeypatch.setattr(ddp, name, lambda tensor: pytest.fail("a collective under distributed=False"))
+    _assert_official(_accumulate(batches, distributed=False).compute(), batches)
+    _assert_official(classification_metrics(probs, labels, logits=logits), batches)
