@@ -122,12 +122,15 @@ def _bin_sums(confidence: Tensor, correct: Tensor, lower: Tensor, upper: Tensor)
     """Count, correct count and confidence sum per bin, membership ``lower < conf <= upper`` in float64.
 
     The official code compares Python floats (float64 copies of the float32 softmax) with the float64
-    edges, bin by bin; a sample in two overlapping bins or in a gap is counted as there.
+    edges, bin by bin; a sample in two overlapping bins or in a gap is counted as there. A NaN confidence
+    (a diverged sample) compares false, so it is in no bin, as officially, but still counts in the ECE's n;
+    it enters the product below as 0 (any number would do), since 0 * NaN would make every bin's confidence
+    sum, and the ECE, NaN.
     """
     conf = confidence.double().unsqueeze(1)
     lower, upper = lower.to(conf.device), upper.to(conf.device)
     member = ((conf > lower) & (conf <= upper)).double()
-    values = torch.stack([torch.ones_like(conf[:, 0]), correct.double(), conf[:, 0]], dim=1)
+    values = torch.stack([torch.ones_like(conf[:, 0]), correct.double(), conf[:, 0].nan_to_num()], dim=1)
     sums = member.T @ values
     return sums[:, 0], sums[:, 1], sums[:, 2]
 
@@ -169,13 +172,16 @@ def _aurc_from(confidence: Tensor, correct: Tensor) -> tuple[float, float]:
     holding E errors, the risk is (E + j * e / m) / (a + j). E-AURC subtracts the AURC of an ideal
     ordering with the same n_err errors, the official finite sum
     (1 / n) * sum_{i=1..n_err} i / (n - n_err + i), not its large-n limit r + (1 - r) ln(1 - r).
+    NaN confidences sort first (the official ascending ``np.argsort`` puts them last, then reverses) and are
+    one tied group, compared as +inf: NaN != NaN would make each its own group, and the result depend on
+    their order.
     """
     n = confidence.numel()
     if n == 0:
         raise ValueError("AURC needs at least one sample")
     sorted_conf, order = torch.sort(confidence, descending=True)
     errors = (~correct[order].bool()).double()
-    _, sizes = torch.unique_consecutive(sorted_conf, return_counts=True)
+    _, sizes = torch.unique_consecutive(torch.where(sorted_conf.isnan(), torch.inf, sorted_conf), return_counts=True)
     ends = sizes.cumsum(0)
     starts = ends - sizes
     cum = torch.cat([errors.new_zeros(1), errors.cumsum(0)])

@@ -432,3 +432,27 @@ def test_without_distributed_a_rank_reports_its_own_samples_and_calls_no_collect
         monkeypatch.setattr(ddp, name, lambda tensor: pytest.fail("a collective under distributed=False"))
     _assert_official(_accumulate(batches, distributed=False).compute(), batches)
     _assert_official(classification_metrics(probs, labels, logits=logits), batches)
+
+
+def test_nan_confidences_are_in_no_bin_and_one_tie_for_aurc_as_in_the_official_code():
+    """Diverged samples (NaN softmax rows) next to finite ones. utils/metric.py ``compute_bin``: ``x > lower and
+    x <= upper`` is false for NaN, so the sample is in no bin but counts in ``total``: the ECE stays finite.
+    ``calc_aurc``: ``np.argsort`` puts NaN last and the reversal ranks it first, in whatever order the (shuffled)
+    samples came: the expectation over every sample order is the reference, as for tied confidences."""
+    nan = float("nan")
+    probs = torch.tensor([[0.9, 0.1], [nan, nan], [0.3, 0.7], [nan, nan], [0.6, 0.4], [0.2, 0.8]])
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])  # argmax of a NaN row is 0: one NaN sample right, one wrong
+    _, _, accs, confs, counts, ces = reliability_bins(probs.tolist(), labels.tolist())
+    ours = expected_calibration_error(probs, labels)
+    assert ours.count == counts and sum(counts) == 4
+    assert ours.accuracy == pytest.approx(accs) and ours.confidence == pytest.approx(confs)
+    assert ours.ece == pytest.approx(100 * sum(ces) / 6, rel=1e-9)
+    p, y = probs.double().numpy(), labels.numpy()
+    runs = [calc_aurc(p[list(perm)], y[list(perm)]) for perm in itertools.permutations(range(6))]
+    assert len({tuple(r) for r in runs}) > 1  # the official value depends on the order of the NaN samples
+    expected = tuple(1e3 * np.mean(runs, axis=0))
+    assert aurc(probs, labels) == pytest.approx(expected, rel=1e-12)
+    swapped = torch.tensor([0, 3, 2, 1, 4, 5])
+    assert aurc(probs[swapped], labels[swapped]) == pytest.approx(expected, rel=1e-12)
+    streamed = classification_metrics(probs, labels)
+    assert (streamed["ece"], streamed["aurc"], streamed["eaurc"]) == pytest.approx((ours.ece, *expected))
