@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -166,3 +168,73 @@ def test_pskd_without_the_model_at_epoch_end_serves_clean_batches_and_refuses_mi
     assert pskd.targets(labels, ids=ids).shape == (2, 3)
     with pytest.raises(ValueError, match=r"pass the model to PSKD\.end_epoch\(model\)"):
         pskd.targets(labels, ids=ids, inputs=torch.randn(2, 5), mix=lambda t: t)
+
+
+class _RecordingEvent:
+    """Stands in for torch.cuda.Event on a machine without CUDA: it records the calls the store makes."""
+
+    made: ClassVar[list["_RecordingEvent"]] = []
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        _RecordingEvent.made.append(self)
+
+    def record(self) -> None:
+        self.calls.append("record")
+
+    def synchronize(self) -> None:
+        self.calls.append("synchronize")
+
+
+@pytest.fixture
+def deferred_store(monkeypatch):
+    """A store whose device differs from the probabilities' (``cpu:0`` against ``cpu``), so that ``record`` takes
+    the path of a model on the GPU and a table on the CPU: copy now, write at the next call."""
+    _RecordingEvent.made = []
+    monkeypatch.setattr(torch.cuda, "Event", _RecordingEvent)
+    return PredictionStore(6, 4, dtype="float16", device="cpu:0")
+
+
+def test_a_write_from_another_device_lands_at_the_next_call_after_its_copy_finished(deferred_store):
+    store, probs, ids = deferred_store, _probs(2, 4), torch.tensor([4, 1])
+    labels = torch.tensor([0, 3])
+    store.record(ids, probs)
+    assert [e.calls for e in _RecordingEvent.made] == [["record"]]
+    assert not store.filled.any() and not store.table.any()  # nothing written inside the training step
+    rows = store.past_probs(labels, ids=ids)
+    assert _RecordingEvent.made[0].calls == ["record", "synchronize"]  # waited for the copy before writing
+    expected = probs.to(torch.float16).float()
+    torch.testing.assert_close(rows, expected, rtol=0, atol=0)
+    assert store.filled.tolist() == [False, True, False, False, True, False]
+    assert store.table.dtype == torch.float16
+    store.past_probs(labels, ids=ids)  # a write is applied once
+    assert _RecordingEvent.made[0].calls == ["record", "synchronize"]
+
+
+@pytest.mark.parametrize("finish", ["record", "state_dict", "end_epoch", "mark_filled"])
+def test_every_reader_of_the_table_applies_the_pending_write_first(deferred_store, finish):
+    store, first = deferred_store, _probs(6, 4, seed=1)
+    store.record(torch.arange(6), first)
+    if finish == "record":  # a second write waits for the first, and lands after it
+        store.record(torch.tensor([2]), _probs(1, 4, seed=2))
+        expected = first.to(torch.float16)
+        torch.testing.assert_close(store.table, expected, rtol=0, atol=0)
+        assert store.filled.all()
+        return
+    table = getattr(store, finish)()
+    table = table["table"] if finish == "state_dict" else store.table
+    torch.testing.assert_close(table, first.to(torch.float16), rtol=0, atol=0)
+    assert _RecordingEvent.made[0].calls == ["record", "synchronize"]
+    if finish == "end_epoch":
+        rows = store.past_probs(torch.zeros(6, dtype=torch.long), ids=torch.arange(6))
+        torch.testing.assert_close(rows, first.to(torch.float16).float(), rtol=0, atol=0)
+
+
+def test_a_loaded_checkpoint_drops_a_write_still_in_flight(deferred_store):
+    store = deferred_store
+    saved = PredictionStore(6, 4, dtype="float16").state_dict()
+    store.record(torch.tensor([0, 5]), _probs(2, 4))
+    store.load_state_dict(saved)
+    store.end_epoch()
+    assert not store.filled.any() and not store.table.any()
+    assert _RecordingEvent.made[0].calls == ["record"]
