@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from classification.config import ConfigError, MethodConfig, load_config
-from classification.methods import MethodContext, build_method
+from classification.methods import MethodContext, ProgressiveSelfKD, build_method
 from classification.regularizers import MixInfo
 from common import PSKD, FixedAlpha, PredictionStore, SnapshotTeacher, one_hot
-from common.pskd import unmixed_rows
+from common.pskd import StoreWithSnapshot, unmixed_rows
 
 N, K = 8, 4
 IDS, LABELS = torch.tensor([1, 3, 5, 6]), torch.tensor([0, 1, 3, 2])
@@ -35,11 +35,12 @@ def small_net() -> nn.Module:
                          nn.Flatten(), nn.Linear(24, K))
 
 
-def ps_kd_method(cutmix_store: str | None = None, past: str = "store"):
+def ps_kd_method(cutmix_store: str | None = None, past: str = "store", mixes_batches: bool = True):
     overrides = ["method.name=ps_kd", f"method.past={past}", "method.alpha_T=0.5", "method.schedule=fixed"]
     if cutmix_store is not None:
         overrides.append(f"method.cutmix_store={cutmix_store}")
-    method = build_method(load_config(None, overrides).method, MethodContext(N, K, 4, torch.device("cpu")))
+    method = build_method(load_config(None, overrides).method,
+                          MethodContext(N, K, 4, torch.device("cpu"), mixes_batches=mixes_batches))
     method.begin_epoch(1)
     return method
 
@@ -104,6 +105,7 @@ def test_clean_forward_keeps_the_softmax_of_the_clean_image_from_a_no_grad_forwa
     forward, calls = counting(model)
     result = method.step(forward, images, LABELS, IDS, paste_left_half)
     assert calls == [False, True]  # the clean forward without grad, then the training forward
+    assert result.labels is LABELS
     # Independent: the same network, in train mode (batch statistics, as the training forward), on the clean images.
     with torch.no_grad():
         clean = reference(images)
@@ -208,3 +210,47 @@ def test_config_refuses_clean_only_when_every_batch_is_mixed():
     load_config(["demo/base", "methods/ps_kd"], ["method.cutmix_store=clean_only", "regularizer.cutmix_prob=0.9"])
     with pytest.raises(ConfigError, match=r"cutmix_store must be one of mixed, clean_only, clean_forward, snapshot"):
         load_config(None, ["method.cutmix_store=clean"])
+
+
+def test_a_run_that_never_mixes_keeps_no_snapshot_and_the_other_modes_as_asked():
+    # Without CutMix, "snapshot" would copy the model at every epoch's end for a teacher never asked.
+    quiet = ps_kd_method("snapshot", mixes_batches=False)
+    assert quiet.pskd.mixed_inputs == "clean_only" and isinstance(quiet.pskd.past, PredictionStore)  # no snapshot
+    for mode in ("mixed", "clean_only", "clean_forward"):
+        assert ps_kd_method(mode, mixes_batches=False).pskd.mixed_inputs == mode
+    assert isinstance(ps_kd_method("snapshot").pskd.past, StoreWithSnapshot)
+
+
+def test_ps_kd_defaults_are_the_configs_and_begin_epoch_reports_alpha_t():
+    ctx = MethodContext(N, K, 4, torch.device("cpu"))
+    method = ProgressiveSelfKD(ctx, 0.8)  # built directly, its defaults are the config's
+    configured = build_method(MethodConfig(name="ps_kd", alpha_T=0.8), ctx)
+    for m in (method, configured):
+        assert m.pskd.mixed_inputs == "snapshot" and isinstance(m.pskd.past, StoreWithSnapshot)
+        store = m.pskd.past.store
+        assert isinstance(store, PredictionStore) and (store.num_samples, store.num_classes) == (N, K)
+        assert (store.dtype, store.device, store.sharing) == (torch.float32, torch.device("cpu"), "replicated")
+        # the linear schedule: lgcnsai/PS-KD-Pytorch main.py line 323, alpha_T * ((epoch + 1) / end_epoch)
+        assert [m.begin_epoch(t) for t in range(4)] == [{"alpha_t": pytest.approx(0.8 * (t + 1) / 4)} for t in range(4)]
+
+
+def test_store_device_model_puts_the_store_on_the_models_device_and_a_named_device_anywhere():
+    ctx = MethodContext(N, K, 4, torch.device("meta"))  # stands for the model's accelerator
+    on_model = ProgressiveSelfKD(ctx, 0.8, store_device="model")
+    assert on_model.pskd.past.store.table.device == torch.device("meta")
+    on_cpu = ProgressiveSelfKD(ctx, 0.8, store_device="cpu")
+    assert on_cpu.pskd.past.store.table.device == torch.device("cpu")
+    with pytest.raises(ValueError, match="sharing must be one of"):  # the store is handed the sharing asked for
+        ProgressiveSelfKD(ctx, 0.8, store_sharing="everywhere")
+
+
+def test_ps_kd_teacher_answers_the_mixed_one_hot_labels_before_its_first_snapshot():
+    method = ps_kd_method(past="teacher")
+    assert isinstance(method.pskd.past, SnapshotTeacher)
+    logits = torch.randn(4, K)
+    hard = F.one_hot(LABELS, K).float()
+    loss = method.loss(logits, LABELS, IDS, torch.randn(4, 1, 6, 6), None)
+    assert loss.item() == pytest.approx(-(hard * F.log_softmax(logits, 1)).sum(1).mean().item(), rel=1e-5)
+    loss = method.loss(logits, LABELS, IDS, torch.randn(4, 1, 6, 6), MixInfo(PERM, 0.5))
+    mixed = MixInfo(PERM, 0.5).mix(hard)
+    assert loss.item() == pytest.approx(-(mixed * F.log_softmax(logits, 1)).sum(1).mean().item(), rel=1e-5)
