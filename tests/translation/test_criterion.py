@@ -1,3 +1,4 @@
+import os
 from functools import partial
 from types import SimpleNamespace
 
@@ -68,12 +69,15 @@ class _Task:
     def __init__(self):
         self.target_dictionary = SimpleNamespace(pad=lambda: PAD)
         self.seen = []
+        self.calls = []  # what the task's own hooks received, in order
 
     def begin_epoch(self, epoch, model):
         self.seen.append(epoch)
+        self.calls.append(("begin_epoch", epoch, model))
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        loss, nll = criterion.compute_loss(model, sample["net_output"], sample)
+        self.calls.append(("train_step", sample, model, criterion, optimizer, update_num, ignore_grad))
+        loss, nll = criterion.compute_loss(model, sample["net_output"], sample, reduce=sample.get("reduce", True))
         return loss * 0 if ignore_grad else loss, nll
 
 
@@ -266,14 +270,24 @@ def test_store_path_honours_reduce_false_in_both_epochs():
             torch.testing.assert_close(b.sum(), a)
 
 
-def test_store_resumes_from_the_task_state_of_the_checkpoint(tmp_path):
+def test_store_resumes_from_the_task_state_of_the_checkpoint(tmp_path, monkeypatch):
+    import argparse
+    import re
+
+    # The criterion reads fairseq's checkpoints itself, whatever torch.load defaults to (weights_only=True since
+    # torch 2.6, unless this variable, which translation.run and tests/run.sh set for fairseq, says otherwise).
+    monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", raising=False)
     task, model = _StoreTask(), _LogitModel()
     criterion = _store_criterion(task, save_dir=tmp_path)
     _epoch(task, model, criterion, 1, seed=10)
-    # What fairseq's trainer writes: task.state_dict() under "task_state" (half tensors widened by move_to_cpu).
+    # What fairseq's trainer writes (Trainer.state_dict): task.state_dict() under "task_state" (half tensors
+    # widened by move_to_cpu), and the cfg, whose "model" is an argparse Namespace for the registered (legacy)
+    # architectures such as transformer: torch.load(weights_only=True) refuses it.
     from fairseq import utils
 
-    torch.save({"task_state": utils.move_to_cpu(task.state.state_dict)}, tmp_path / "checkpoint_last.pt")
+    cfg = {"model": argparse.Namespace(arch="transformer", dropout=0.3)}
+    torch.save({"args": None, "cfg": cfg, "task_state": utils.move_to_cpu(task.state.state_dict)},
+               tmp_path / "checkpoint_last.pt")
     uninterrupted = _epoch(task, model, criterion, 2, seed=20)
     resumed_task = _StoreTask()
     resumed = _store_criterion(resumed_task, save_dir=tmp_path)
@@ -283,7 +297,9 @@ def test_store_resumes_from_the_task_state_of_the_checkpoint(tmp_path):
     torch.save({"task_state": {}}, tmp_path / "checkpoint_last.pt")
     other_task = _StoreTask()
     _store_criterion(other_task, save_dir=tmp_path)
-    with pytest.raises(ValueError, match="holds no PS-KD store"):
+    advice = (f"{tmp_path / 'checkpoint_last.pt'} holds no PS-KD store (task_state['pskd_sequence_store']): it was "
+              "not written by --pskd-past store; resume with the run's own --pskd-past or start a new --save-dir")
+    with pytest.raises(ValueError, match=f"^{re.escape(advice)}$"):
         other_task.begin_epoch(2, model)
 
 
@@ -534,3 +550,240 @@ def test_logged_alpha_is_rounded_to_4_digits_weighted_by_sample_size_across_step
         PSKDCriterion.reduce_metrics([step(0.2, 3)])
         PSKDCriterion.reduce_metrics([step(0.6, 1)])
     assert agg.get_smoothed_values()["pskd_alpha"] == pytest.approx(0.3)
+
+
+# fairseq's label_smoothed_cross_entropy as the reference for the steps that have no past to learn from.
+class _Seq2Seq(torch.nn.Module):
+    """fairseq's model interface as fairseq's criteria use it: ``model(**net_input)`` gives (logits,), from the
+    previous output tokens; log-probabilities in float32 as fairseq's decoders give them."""
+
+    def __init__(self, vocab=VOCAB):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, vocab)
+
+    def forward(self, prev_output_tokens):
+        return (self.embed(prev_output_tokens),)
+
+    def get_normalized_probs(self, net_output, log_probs):
+        logits = net_output[0].float()
+        return F.log_softmax(logits, dim=-1) if log_probs else F.softmax(logits, dim=-1)
+
+    def get_targets(self, sample, net_output):
+        return sample["target"]
+
+
+def _fairseq_sample(ids, seed):
+    """A batch of the store task's sentences as fairseq's LanguagePairDataset collates it: right-padded targets,
+    the previous output tokens (end of sentence, then the target shifted right), ntokens and the ids."""
+    sample, _ = _sample(ids, seed)
+    target = sample["target"]
+    prev = torch.cat([torch.full((len(ids), 1), 2), target[:, :-1]], dim=1).masked_fill(target.eq(PAD), PAD)
+    return {"id": sample["id"], "net_input": {"prev_output_tokens": prev}, "target": target,
+            "ntokens": int(target.ne(PAD).sum()), "nsentences": len(ids)}
+
+
+def _assert_same_logs(ours, theirs):
+    assert ours.keys() == theirs.keys()
+    for key, value in theirs.items():
+        assert torch.equal(torch.as_tensor(ours[key]), torch.as_tensor(value)), key
+
+
+FAIRSEQ_FLAGS = [(False, False, 0), (True, True, 1), (False, True, 1)]  # sentence_avg, report_accuracy, prefix
+
+
+@pytest.mark.parametrize("past", ["snapshot", "store"])
+@pytest.mark.parametrize("reduce", [True, False])
+@pytest.mark.parametrize(("sentence_avg", "report_accuracy", "ignore_prefix_size"), FAIRSEQ_FLAGS)
+def test_without_a_past_and_in_validation_it_is_fairseqs_label_smoothed_cross_entropy(
+        past, reduce, sentence_avg, report_accuracy, ignore_prefix_size):
+    """Epoch 1 trains on fairseq's label smoothing (with alpha logged as 0), and validation reports it in every
+    epoch: loss, sample size and logging output bit for bit as fairseq's label_smoothed_cross_entropy gives them
+    with the same --sentence-avg, --report-accuracy and --ignore-prefix-size. Validation records nothing."""
+    from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
+
+    torch.manual_seed(0)
+    task, model = _StoreTask(), _Seq2Seq()
+    ours = PSKDCriterion(task, sentence_avg, 0.1, alpha_T=0.6, max_epoch=3, ignore_prefix_size=ignore_prefix_size,
+                         report_accuracy=report_accuracy, pskd_past=past, pskd_topk=3)
+    theirs = LabelSmoothedCrossEntropyCriterion(task, sentence_avg, 0.1, ignore_prefix_size=ignore_prefix_size,
+                                                report_accuracy=report_accuracy)
+
+    def compare(sample, training):
+        model.train(training)
+        with torch.set_grad_enabled(training):  # fairseq validates under no_grad
+            got, expected = ours(model, sample, reduce=reduce), theirs(model, sample, reduce=reduce)
+        assert torch.equal(got[0], expected[0]) and got[1] == expected[1]
+        _assert_same_logs(got[2], {**expected[2], "pskd_alpha": 0.0} if training else expected[2])
+
+    task.begin_epoch(1, model)
+    for b, ids in enumerate(BATCHES):
+        compare(_fairseq_sample(ids, seed=10 + b), training=True)
+        compare(_fairseq_sample(ids, seed=20 + b), training=False)
+    task.begin_epoch(2, model)  # alpha_t 0.4 and a past from here on, for training steps only
+    with torch.no_grad():
+        model.embed.weight.add_(torch.randn_like(model.embed.weight))
+    assert ours.past_ready and ours.alpha > 0
+    stored = None if ours.store is None else (ours.store.probs.clone(), ours.store.filled.clone())
+    for b, ids in enumerate(BATCHES):
+        compare(_fairseq_sample(ids, seed=30 + b), training=False)
+    if stored is not None:
+        assert torch.equal(ours.store.probs, stored[0]) and torch.equal(ours.store.filled, stored[1])
+
+
+def test_snapshot_past_drops_the_ignored_prefix_as_the_student_does():
+    """--ignore-prefix-size 1: the loss of Eq. 4 over target columns 1.., the teacher's distributions of the same
+    columns as the past."""
+    torch.manual_seed(0)
+    task, model = _Task(), _TokenModel()
+    criterion = PSKDCriterion(task, False, 0.1, alpha_T=0.6, max_epoch=3, ignore_prefix_size=1)
+    task.begin_epoch(1, model)
+    task.begin_epoch(2, model)  # alpha_t 0.4, the snapshot taken now
+    with torch.no_grad():
+        model.embed.weight.add_(torch.randn(6, 6))
+    target = torch.tensor([[2, 4, 3], [5, 3, PAD]])
+    sample = {"net_input": {"prev_output_tokens": torch.tensor([[0, 2, 4], [0, 5, 3]])}, "target": target}
+    loss, nll = criterion.compute_loss(model, model(**sample["net_input"]), sample)
+    with torch.no_grad():
+        student = F.log_softmax(model(**sample["net_input"])[0], dim=-1)[:, 1:].reshape(-1, 6)
+        past = F.softmax(criterion.teacher.model(**sample["net_input"])[0], dim=-1)[:, 1:].reshape(-1, 6)
+    expected = pskd_token_loss(student, target[:, 1:].reshape(-1), past, 0.4, 0.1, ignore_index=PAD)
+    torch.testing.assert_close(loss.detach(), expected[0])
+    torch.testing.assert_close(nll.detach(), expected[1])
+
+
+def test_store_rows_are_sentence_positions_when_a_prefix_is_ignored():
+    """--ignore-prefix-size 1: column c of the trimmed target is position c + 1 of its sentence. The store row of
+    position j (rows laid out sentence after sentence, by the target lengths) holds the top-k of the distribution
+    at position j; position 0, never a target, stays unwritten."""
+    task, model = _StoreTask(), _LogitModel()
+    criterion = PSKDCriterion(task, False, 0.1, alpha_T=0.6, max_epoch=3, pskd_past="store", pskd_topk=3,
+                              ignore_prefix_size=1)
+    for sample, net_output, _ in _epoch(task, model, criterion, 1, seed=10):
+        probs = F.softmax(net_output[0], dim=-1)
+        for row, i in enumerate(sample["id"].tolist()):
+            for j in range(LENGTHS[i]):
+                top_p, top_t, filled = criterion.store.past_topk(torch.tensor([sum(LENGTHS[:i]) + j]))
+                assert bool(filled[0]) == (j > 0), (i, j)
+                if j > 0:
+                    expected_p, expected_t = probs[row, j].topk(3)
+                    assert torch.equal(top_t[0], expected_t)
+                    torch.testing.assert_close(top_p[0], expected_p.half().float())
+
+
+@pytest.mark.parametrize("topk", [1, VOCAB])
+def test_store_keeps_from_one_pair_to_the_whole_vocabulary(topk):
+    """--pskd-topk 1 and --pskd-topk V (the whole distribution) are both valid."""
+    task, model = _StoreTask(), _LogitModel()
+    criterion = PSKDCriterion(task, False, 0.1, alpha_T=0.6, max_epoch=3, pskd_past="store", pskd_topk=topk)
+    _epoch(task, model, criterion, 1, seed=10)
+    for _, _, (loss, _) in _epoch(task, model, criterion, 2, seed=20):
+        assert bool(torch.isfinite(loss))
+    assert criterion.past_ready and criterion.store.topk == topk
+
+
+def test_reset_dataloader_starts_an_empty_store_whatever_the_checkpoint_holds(tmp_path):
+    """fairseq's --reset-dataloader restarts at epoch 1 from a checkpoint's model (checkpoint_utils.load_checkpoint
+    then builds the epoch-1 iterator): the store starts empty, and a checkpoint without one is no error."""
+    from fairseq import utils
+
+    task, model = _StoreTask(), _LogitModel()
+    criterion = _store_criterion(task, save_dir=tmp_path)
+    _epoch(task, model, criterion, 1, seed=10)
+    assert bool(criterion.store.filled.any())
+    for task_state in (utils.move_to_cpu(task.state.state_dict), {}):
+        torch.save({"task_state": task_state}, tmp_path / "checkpoint_last.pt")
+        fresh_task = _StoreTask()
+        fresh = PSKDCriterion(fresh_task, False, 0.1, alpha_T=0.6, max_epoch=3, pskd_past="store", pskd_topk=3,
+                              save_dir=str(tmp_path), reset_dataloader=True)
+        fresh_task.begin_epoch(1, model)
+        assert not bool(fresh.store.filled.any()) and not fresh.past_ready
+
+
+def test_store_dummy_batch_honours_reduce_false():
+    task, model = _StoreTask(), _LogitModel()
+    criterion = _store_criterion(task)
+    _epoch(task, model, criterion, 1, seed=10)
+    task.begin_epoch(2, model)
+    sample, _ = _sample([1, 0], seed=30)
+    sample["target"] = torch.randint(2, VOCAB, (2, 6))
+    sample["net_output"] = (torch.randn(2, 6, VOCAB),)
+    sample["reduce"] = False
+    _, nll = task.train_step(sample, model, criterion, None, 0, ignore_grad=True)
+    lprobs = F.log_softmax(sample["net_output"][0], dim=-1).view(-1, VOCAB)
+    theirs = label_smoothed_nll_loss(lprobs, sample["target"].view(-1), 0.1, ignore_index=PAD, reduce=False)
+    assert nll.shape == (12, 1) and torch.equal(nll, theirs[1])
+
+
+@pytest.mark.parametrize("past", ["snapshot", "store"])
+def test_alpha_zero_after_the_first_epoch_is_exactly_fairseqs_label_smoothing(past):
+    """--alpha-T 0: from epoch 2 on a past exists but weighs nothing, and the loss is fairseq's, bit for bit."""
+    from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
+
+    torch.manual_seed(0)
+    task, model = _StoreTask(), _Seq2Seq()
+    ours = PSKDCriterion(task, False, 0.1, alpha_T=0.0, max_epoch=3, pskd_past=past, pskd_topk=3)
+    theirs = LabelSmoothedCrossEntropyCriterion(task, False, 0.1)
+    for epoch in (1, 2, 3):
+        task.begin_epoch(epoch, model)
+        with torch.no_grad():
+            model.embed.weight.add_(torch.randn_like(model.embed.weight))
+        for b, ids in enumerate(BATCHES):
+            sample = _fairseq_sample(ids, seed=10 * epoch + b)
+            assert torch.equal(ours(model, sample)[0], theirs(model, sample)[0]), (epoch, b)
+    assert ours.past_ready
+
+
+def test_the_tasks_own_hooks_get_their_arguments_and_a_plain_step_is_no_dummy_batch():
+    """The chained hooks hand the task's own begin_epoch and train_step what they were given; a train_step called
+    without ignore_grad (FairseqTask.train_step's default False) is an ordinary step: it trains and records."""
+    task, model = _StoreTask(), _LogitModel()
+    criterion = _store_criterion(task)
+    task.begin_epoch(1, model)
+    assert len(task.calls) == 1 and task.calls[0][:2] == ("begin_epoch", 1) and task.calls[0][2] is model
+    sample, net_output = _sample([2, 0], seed=10)
+    sample["net_output"] = net_output
+    optimizer = object()
+    loss, _ = task.train_step(sample, model, criterion, optimizer, 7)
+    name, *args = task.calls[-1]
+    assert name == "train_step" and all(a is b for a, b in zip(args[:4], [sample, model, criterion, optimizer],
+                                                                 strict=True))
+    assert args[4:] == [7, False]
+    assert loss.item() > 0 and int(criterion.store.filled.sum()) == LENGTHS[2] + LENGTHS[0]
+
+
+def test_logs_that_sum_to_no_samples_log_no_alpha():
+    """A step whose logs hold no samples at all (fairseq's stats sync zeroes a dummy batch's log: tensors with
+    zeros_like, numbers with 0; all_reduce_dict then hands back tensors) logs no alpha rather than 0 / 0."""
+    from fairseq.logging import metrics
+
+    zeroed = {"loss": torch.tensor(0.0), "nll_loss": torch.tensor(0.0), "ntokens": 0, "nsentences": 0,
+              "sample_size": 0, "pskd_alpha": 0}
+    synced = {key: torch.as_tensor(value, dtype=torch.float32) for key, value in zeroed.items()}
+    for logs in ([zeroed], [synced]):
+        with metrics.aggregate(new_root=True) as agg:
+            PSKDCriterion.reduce_metrics(logs)
+        assert "pskd_alpha" not in agg.get_smoothed_values()
+
+
+def test_built_by_hand_it_has_fairseqs_flag_defaults():
+    """PSKDCriterion(task, sentence_avg, label_smoothing, alpha_T=...) is ``--criterion pskd`` with every other
+    flag at its default, as fairseq builds it (FairseqCriterion.build_criterion from the resolved config)."""
+    from fairseq.dataclass.configs import FairseqConfig
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.structured(FairseqConfig())
+    cfg.criterion = OmegaConf.structured(PSKDCriterionConfig())
+    # fairseq's default --max-epoch 0 (no limit) with the default linear schedule: both refuse, alike.
+    with pytest.raises(ValueError) as theirs:
+        PSKDCriterion.build_criterion(cfg.criterion, _Task())
+    with pytest.raises(ValueError) as ours:
+        PSKDCriterion(_Task(), False, 0.0, alpha_T=0.8)
+    assert str(ours.value) == str(theirs.value)
+    cfg.optimization.max_epoch = 3
+    theirs = PSKDCriterion.build_criterion(cfg.criterion, _Task())
+    ours = PSKDCriterion(_Task(), False, 0.0, alpha_T=cfg.criterion.alpha_T, max_epoch=3)
+    for name in ("sentence_avg", "eps", "ignore_prefix_size", "report_accuracy", "past_source", "topk",
+                 "train_subset", "restore_path", "reset_dataloader", "alpha"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert [ours.schedule(e) for e in range(3)] == [theirs.schedule(e) for e in range(3)]
+    assert theirs.restore_path == os.path.join("checkpoints", "checkpoint_last.pt") and theirs.topk == 8
