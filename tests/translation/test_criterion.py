@@ -1,3 +1,4 @@
+import copy
 import os
 from functools import partial
 from types import SimpleNamespace
@@ -14,10 +15,18 @@ from translation.criterion import PSKDCriterion, PSKDCriterionConfig
 PAD = 1
 
 
+@pytest.fixture
+def seed_0():
+    """torch's global generator seeded with 0 for the test, and left as it was before it."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        yield
+
+
 def _batch():
-    torch.manual_seed(0)
-    lprobs = F.log_softmax(torch.randn(5, 6), dim=-1)
-    past = F.softmax(torch.randn(5, 6), dim=-1)
+    generator = torch.Generator().manual_seed(0)
+    lprobs = F.log_softmax(torch.randn(5, 6, generator=generator), dim=-1)
+    past = F.softmax(torch.randn(5, 6, generator=generator), dim=-1)
     target = torch.tensor([2, 4, PAD, 0, PAD])
     return lprobs, target, past
 
@@ -117,12 +126,12 @@ class _TokenModel(torch.nn.Module):
         return sample["target"]
 
 
-def test_snapshot_path_honours_reduce_false_with_per_token_losses():
-    torch.manual_seed(0)
+def test_snapshot_path_honours_reduce_false_with_per_token_losses(seed_0):
     task, model = _Task(), _TokenModel()
     criterion = PSKDCriterion(task, False, 0.1, alpha_T=0.6, max_epoch=3)
     task.begin_epoch(1, model)
     task.begin_epoch(2, model)  # alpha_t 0.4, the snapshot taken now
+    ref = copy.deepcopy(model)  # the weights the snapshot must hold, kept here
     with torch.no_grad():
         model.embed.weight.add_(torch.randn(6, 6))
     target = torch.tensor([[2, 4, 3], [5, PAD, PAD]])
@@ -132,7 +141,7 @@ def test_snapshot_path_honours_reduce_false_with_per_token_losses():
     assert loss.shape == (6, 1) and sample_size == 4 and log["pskd_alpha"] == pytest.approx(0.4 * 4)
     with torch.no_grad():
         student = F.log_softmax(model(**sample["net_input"])[0], dim=-1).view(-1, 6)
-        past = F.softmax(criterion.teacher.model(**sample["net_input"])[0], dim=-1).view(-1, 6)
+        past = F.softmax(ref(**sample["net_input"])[0], dim=-1).view(-1, 6)
     for n, t in enumerate(target.view(-1).tolist()):  # the target of Eq. 4, token by token
         y = torch.full((6,), 0.1 / 5).index_fill(0, torch.tensor([t]), 0.9)
         expected = 0.0 if t == PAD else -((0.6 * y + 0.4 * past[n]) * student[n]).sum()
@@ -595,13 +604,12 @@ FAIRSEQ_FLAGS = [(False, False, 0), (True, True, 1), (False, True, 1)]  # senten
 @pytest.mark.parametrize("reduce", [True, False])
 @pytest.mark.parametrize(("sentence_avg", "report_accuracy", "ignore_prefix_size"), FAIRSEQ_FLAGS)
 def test_without_a_past_and_in_validation_it_is_fairseqs_label_smoothed_cross_entropy(
-        past, reduce, sentence_avg, report_accuracy, ignore_prefix_size):
+        seed_0, past, reduce, sentence_avg, report_accuracy, ignore_prefix_size):
     """Epoch 1 trains on fairseq's label smoothing (with alpha logged as 0), and validation reports it in every
     epoch: loss, sample size and logging output bit for bit as fairseq's label_smoothed_cross_entropy gives them
     with the same --sentence-avg, --report-accuracy and --ignore-prefix-size. Validation records nothing."""
     from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 
-    torch.manual_seed(0)
     task, model = _StoreTask(), _Seq2Seq()
     ours = PSKDCriterion(task, sentence_avg, 0.1, alpha_T=0.6, max_epoch=3, ignore_prefix_size=ignore_prefix_size,
                          report_accuracy=report_accuracy, pskd_past=past, pskd_topk=3)
@@ -630,14 +638,14 @@ def test_without_a_past_and_in_validation_it_is_fairseqs_label_smoothed_cross_en
         assert torch.equal(ours.store.probs, stored[0]) and torch.equal(ours.store.filled, stored[1])
 
 
-def test_snapshot_past_drops_the_ignored_prefix_as_the_student_does():
+def test_snapshot_past_drops_the_ignored_prefix_as_the_student_does(seed_0):
     """--ignore-prefix-size 1: the loss of Eq. 4 over target columns 1.., the teacher's distributions of the same
     columns as the past."""
-    torch.manual_seed(0)
     task, model = _Task(), _TokenModel()
     criterion = PSKDCriterion(task, False, 0.1, alpha_T=0.6, max_epoch=3, ignore_prefix_size=1)
     task.begin_epoch(1, model)
     task.begin_epoch(2, model)  # alpha_t 0.4, the snapshot taken now
+    ref = copy.deepcopy(model)  # the weights the snapshot must hold, kept here
     with torch.no_grad():
         model.embed.weight.add_(torch.randn(6, 6))
     target = torch.tensor([[2, 4, 3], [5, 3, PAD]])
@@ -645,7 +653,7 @@ def test_snapshot_past_drops_the_ignored_prefix_as_the_student_does():
     loss, nll = criterion.compute_loss(model, model(**sample["net_input"]), sample)
     with torch.no_grad():
         student = F.log_softmax(model(**sample["net_input"])[0], dim=-1)[:, 1:].reshape(-1, 6)
-        past = F.softmax(criterion.teacher.model(**sample["net_input"])[0], dim=-1)[:, 1:].reshape(-1, 6)
+        past = F.softmax(ref(**sample["net_input"])[0], dim=-1)[:, 1:].reshape(-1, 6)
     expected = pskd_token_loss(student, target[:, 1:].reshape(-1), past, 0.4, 0.1, ignore_index=PAD)
     torch.testing.assert_close(loss.detach(), expected[0])
     torch.testing.assert_close(nll.detach(), expected[1])
@@ -659,25 +667,54 @@ def test_store_rows_are_sentence_positions_when_a_prefix_is_ignored():
     criterion = PSKDCriterion(task, False, 0.1, alpha_T=0.6, max_epoch=3, pskd_past="store", pskd_topk=3,
                               ignore_prefix_size=1)
     for sample, net_output, _ in _epoch(task, model, criterion, 1, seed=10):
-        probs = F.softmax(net_output[0], dim=-1)
+        lprobs = F.log_softmax(net_output[0], dim=-1)
         for row, i in enumerate(sample["id"].tolist()):
             for j in range(LENGTHS[i]):
                 top_p, top_t, filled = criterion.store.past_topk(torch.tensor([sum(LENGTHS[:i]) + j]))
                 assert bool(filled[0]) == (j > 0), (i, j)
                 if j > 0:
-                    expected_p, expected_t = probs[row, j].topk(3)
+                    expected_lp, expected_t = lprobs[row, j].topk(3)
                     assert torch.equal(top_t[0], expected_t)
-                    torch.testing.assert_close(top_p[0], expected_p.half().float())
+                    # float16 probabilities: a last-bit difference in float32 may move one a float16 step
+                    torch.testing.assert_close(top_p[0], expected_lp.exp().half().float(), rtol=0, atol=5e-4)
 
 
 @pytest.mark.parametrize("topk", [1, VOCAB])
 def test_store_keeps_from_one_pair_to_the_whole_vocabulary(topk):
-    """--pskd-topk 1 and --pskd-topk V (the whole distribution) are both valid."""
+    """--pskd-topk 1 and --pskd-topk V (the whole distribution) are both valid. With V the past is the whole
+    epoch-1 distribution in float16, so the loss is Eq. 4 with it (and the float16 rounding's leftover mass,
+    at most a few 1e-4, spread uniformly); with 1 the past is the epoch-1 argmax with its probability p and
+    (1 - p) / V on every token."""
     task, model = _StoreTask(), _LogitModel()
     criterion = PSKDCriterion(task, False, 0.1, alpha_T=0.6, max_epoch=3, pskd_past="store", pskd_topk=topk)
-    _epoch(task, model, criterion, 1, seed=10)
-    for _, _, (loss, _) in _epoch(task, model, criterion, 2, seed=20):
-        assert bool(torch.isfinite(loss))
+    recorded = {}  # (sentence, position) -> epoch-1 probabilities in float16, computed here from the logits
+    for sample, net_output, _ in _epoch(task, model, criterion, 1, seed=10):
+        probs = F.log_softmax(net_output[0], dim=-1).exp().half().float()
+        for row, i in enumerate(sample["id"].tolist()):
+            for j in range(LENGTHS[i]):
+                recorded[i, j] = probs[row, j]
+    for sample, net_output, (loss, nll) in _epoch(task, model, criterion, 2, seed=20):
+        lprobs = F.log_softmax(net_output[0], dim=-1)
+        if topk == VOCAB:
+            past = torch.zeros(*lprobs.shape)
+            for row, i in enumerate(sample["id"].tolist()):
+                for j in range(LENGTHS[i]):
+                    past[row, j] = recorded[i, j] + max(0.0, 1.0 - float(recorded[i, j].sum())) / VOCAB
+            expected = pskd_token_loss(lprobs.view(-1, VOCAB), sample["target"].view(-1), past.view(-1, VOCAB),
+                                       0.4, 0.1, ignore_index=PAD)
+            torch.testing.assert_close(loss, expected[0], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(nll, expected[1], rtol=1e-5, atol=1e-5)
+        else:
+            expected = 0.0
+            for row, i in enumerate(sample["id"].tolist()):
+                for j in range(LENGTHS[i]):
+                    t = int(sample["target"][row, j])
+                    p, best = recorded[i, j].max(dim=0)
+                    for v in range(VOCAB):
+                        smoothed = 0.9 if v == t else 0.1 / (VOCAB - 1)
+                        past = (1.0 - float(p)) / VOCAB + (float(p) if v == int(best) else 0.0)
+                        expected -= (0.6 * smoothed + 0.4 * past) * float(lprobs[row, j, v])
+            assert float(loss) == pytest.approx(expected, rel=1e-5)
     assert criterion.past_ready and criterion.store.topk == topk
 
 
@@ -715,11 +752,10 @@ def test_store_dummy_batch_honours_reduce_false():
 
 
 @pytest.mark.parametrize("past", ["snapshot", "store"])
-def test_alpha_zero_after_the_first_epoch_is_exactly_fairseqs_label_smoothing(past):
+def test_alpha_zero_after_the_first_epoch_is_exactly_fairseqs_label_smoothing(seed_0, past):
     """--alpha-T 0: from epoch 2 on a past exists but weighs nothing, and the loss is fairseq's, bit for bit."""
     from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 
-    torch.manual_seed(0)
     task, model = _StoreTask(), _Seq2Seq()
     ours = PSKDCriterion(task, False, 0.1, alpha_T=0.0, max_epoch=3, pskd_past=past, pskd_topk=3)
     theirs = LabelSmoothedCrossEntropyCriterion(task, False, 0.1)
