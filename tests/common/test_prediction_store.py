@@ -190,7 +190,7 @@ class _RecordingEvent:
 def deferred_store(monkeypatch):
     """A store whose device differs from the probabilities' (``cpu:0`` against ``cpu``), so that ``record`` takes
     the path of a model on the GPU and a table on the CPU: copy now, write at the next call."""
-    _RecordingEvent.made = []
+    monkeypatch.setattr(_RecordingEvent, "made", [])
     monkeypatch.setattr(torch.cuda, "Event", _RecordingEvent)
     return PredictionStore(6, 4, dtype="float16", device="cpu:0")
 
@@ -216,10 +216,16 @@ def test_every_reader_of_the_table_applies_the_pending_write_first(deferred_stor
     store, first = deferred_store, _probs(6, 4, seed=1)
     store.record(torch.arange(6), first)
     if finish == "record":  # a second write waits for the first, and lands after it
-        store.record(torch.tensor([2]), _probs(1, 4, seed=2))
+        second = _probs(1, 4, seed=2)
+        store.record(torch.tensor([2]), second)
         expected = first.to(torch.float16)
         torch.testing.assert_close(store.table, expected, rtol=0, atol=0)
         assert store.filled.all()
+        assert [e.calls for e in _RecordingEvent.made] == [["record", "synchronize"], ["record"]]
+        store.end_epoch()  # and the second write lands on row 2 over the first
+        expected[2] = second[0].to(torch.float16)
+        torch.testing.assert_close(store.table, expected, rtol=0, atol=0)
+        assert _RecordingEvent.made[1].calls == ["record", "synchronize"]
         return
     table = getattr(store, finish)()
     table = table["table"] if finish == "state_dict" else store.table
