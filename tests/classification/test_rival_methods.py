@@ -1,5 +1,6 @@
 import inspect
 import json
+import random
 import re
 from types import SimpleNamespace
 
@@ -27,6 +28,14 @@ from classification.trainer import CHECKPOINT, RECORD, Trainer, train
 from common import one_hot
 
 
+@pytest.fixture
+def seed_0():
+    """torch's global generator seeded with 0 for the test, and left as it was before it."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        yield
+
+
 def test_pair_sampler_partners_share_the_class_and_first_halves_cover_the_shard():
     splits = build_datasets("synthetic", "unused", num_classes=5, train_size=60, test_size=4, image_size=4)
     targets = dataset_targets(splits.train)
@@ -41,8 +50,7 @@ def test_pair_sampler_partners_share_the_class_and_first_halves_cover_the_shard(
     assert sorted(firsts) == list(range(60))
 
 
-def test_cs_kd_step_is_cross_entropy_on_the_first_half_plus_the_class_wise_term():
-    torch.manual_seed(0)
+def test_cs_kd_step_is_cross_entropy_on_the_first_half_plus_the_class_wise_term(seed_0):
     model = torch.nn.Linear(3, 4)
     images, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
     result = ClassWiseSelfKD(tau=4.0, lambda_cls=2.0, seed=0).step(model, images, labels, torch.arange(6), None)
@@ -192,9 +200,9 @@ def test_tf_kd_self_form_selects_yuans_code_or_the_equation(tmp_path, teachers, 
     cfg = rival_cfg(tmp_path, "tf_kd_self", "none", teacher=teachers("resnet8"))
     cfg.method.form, cfg.method.alpha, cfg.method.tau, cfg.method.multiplier = form, 0.95, 20.0, 50.0
     method = Trainer(cfg).method
-    torch.manual_seed(0)
-    images, labels = torch.randn(5, 3, 8, 8), torch.tensor([0, 1, 2, 3, 0])
-    logits = torch.randn(5, 4) * 3
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(5, 3, 8, 8, generator=generator), torch.tensor([0, 1, 2, 3, 0])
+    logits = torch.randn(5, 4, generator=generator) * 3
     teacher_logits = method.teacher(images)
     if form == "reference":
         expected = _yuan_kd_self(logits, labels, teacher_logits, 0.95, 20.0, 50.0)
@@ -208,8 +216,8 @@ def test_tf_kd_self_form_selects_yuans_code_or_the_equation(tmp_path, teachers, 
 def test_tf_kd_reg_cifar_config_is_yuans_loss():
     cfg = load_config(["cifar100_preact_resnet18", "methods/tf_kd_reg"]).method
     method = build_method(cfg, MethodContext(10, 100, 1, torch.device("cpu")))
-    torch.manual_seed(0)
-    logits, labels = torch.randn(6, 100) * 2, torch.tensor([3, 97, 0, 50, 3, 12])
+    logits = torch.randn(6, 100, generator=torch.Generator().manual_seed(0)) * 2
+    labels = torch.tensor([3, 97, 0, 50, 3, 12])
     expected = _yuan_kd_regularization(logits, labels, 0.1, 20.0, 100.0, 0.99)
     got = _loss(method, logits, labels, None)
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
@@ -242,7 +250,7 @@ class _Recording(Method):
         return logits.sum()
 
 
-def test_the_base_step_hands_loss_the_mixed_images_their_logits_labels_ids_and_the_mix():
+def test_the_base_step_hands_loss_the_mixed_images_their_logits_labels_ids_and_the_mix(seed_0):
     model, method = torch.nn.Linear(3, 4), _Recording()
     images, labels, ids = torch.randn(3, 3), torch.tensor([0, 1, 3]), torch.tensor([7, 2, 5])
     result = method.step(model, images, labels, ids, _mix_rows)
@@ -263,7 +271,7 @@ def _method(*overrides):
     return build_method(load_config(None, list(overrides)).method, MethodContext(10, 4, 1, torch.device("cpu")))
 
 
-def test_baseline_label_smoothing_and_tf_kd_reg_mix_every_target_like_the_images():
+def test_baseline_label_smoothing_and_tf_kd_reg_mix_every_target_like_the_images(seed_0):
     """Under CutMix every per-sample target is mixed by the kept area: the labels (baseline), the smoothed
     labels, and TF-KD reg's hand-designed teacher, built as yuanli2333/Teacher-free-Knowledge-Distillation
     my_loss_function.py loss_kd_regularization lines 43-46 build it (a, then (1 - a) / (K - 1) elsewhere,
@@ -274,8 +282,10 @@ def test_baseline_label_smoothing_and_tf_kd_reg_mix_every_target_like_the_images
     logits = model(mixed_images)
     y = F.one_hot(labels, 4).float()
     mix = MixInfo(PERM, LAM).mix
-    # p^d: a on the true class, (1 - a) / (K - 1) elsewhere; the teacher is softmax(p^d / tau) (Yuan et al., Eq. 9)
-    p_d = torch.full((3, 4), (1 - 0.9) / 3).scatter_(1, labels.unsqueeze(1), 0.9)
+    # p^d: a = 0.9 on the true class (0, 1, 3), 0.1 / 3 elsewhere; the teacher is softmax(p^d / tau) (Eq. 9)
+    p_d = torch.tensor([[0.9, 0.1 / 3, 0.1 / 3, 0.1 / 3],
+                        [0.1 / 3, 0.9, 0.1 / 3, 0.1 / 3],
+                        [0.1 / 3, 0.1 / 3, 0.1 / 3, 0.9]])
     teacher = F.softmax(p_d / 20.0, 1)
     expected = {
         "baseline": _soft_ce(logits, mix(y)),
@@ -291,11 +301,10 @@ def test_baseline_label_smoothing_and_tf_kd_reg_mix_every_target_like_the_images
         assert torch.equal(result.labels, labels)
 
 
-def test_cs_kd_with_cutmix_mixes_the_labels_and_the_partner_distributions_of_the_first_half():
+def test_cs_kd_with_cutmix_mixes_the_labels_and_the_partner_distributions_of_the_first_half(seed_0):
     """alinlab/cs-kd train.py lines 131-139: cross entropy on the first half, the second half's logits from a
     no-grad forward, ``loss += lamda * KDLoss`` (lines 95-105: ``KLDivLoss(sum)(log_softmax(s / T), softmax(t / T))
     * T**2 / batch``). The reference has no CutMix; here the mixed first half takes mixed labels and partners."""
-    torch.manual_seed(0)
     model = torch.nn.Linear(3, 4)
     images, labels = torch.randn(6, 3), torch.tensor([0, 1, 3, 0, 1, 3])
     result = ClassWiseSelfKD(tau=4.0, lambda_cls=2.0, seed=0).step(model, images, labels, torch.arange(6), _mix_rows)
@@ -314,8 +323,9 @@ def _teacher_checkpoint(path, state):
 
 def _tf_kd_self(checkpoint, device="cpu", multiplier=None):
     def builder():
-        torch.manual_seed(5)  # another init than the checkpoint's weights
-        return torch.nn.Linear(3, 4)
+        with torch.random.fork_rng():
+            torch.manual_seed(5)  # another init than the checkpoint's weights
+            return torch.nn.Linear(3, 4)
 
     ctx = MethodContext(10, 4, 1, torch.device(device), model_builder=builder)
     return TeacherFreeSelf(ctx, checkpoint, tau=3.0, alpha=0.6, multiplier=multiplier)
@@ -394,7 +404,10 @@ def test_pair_sampler_draws_partners_from_the_whole_class_by_seed_and_epoch():
             pairs.set_epoch(epoch)
         return _batches(pairs)
 
-    assert draw(2, seed=5) == draw(2, seed=5)  # reproducible, whatever else drew random numbers in between
+    first = draw(2, seed=5)
+    torch.rand(5)
+    random.random()
+    assert draw(2, seed=5) == first  # reproducible, whatever else drew random numbers in between
     assert draw(3, seed=5) != draw(2, seed=5) and draw(2, seed=6) != draw(2, seed=5)
     # A fresh sampler is at epoch 0, and unseeded it is seeded as torch's DistributedSampler is by default.
     default_seed = inspect.signature(DistributedSampler).parameters["seed"].default
@@ -450,9 +463,11 @@ def test_dataset_targets_reads_wrappers_subsets_and_targets_attributes_without_l
 
 # ---------------------------------------------------------------- the registry
 def test_build_method_refuses_an_unknown_name_and_lists_the_registered_ones():
-    with pytest.raises(ValueError, match=re.escape(f"unknown method 'pskd'; choose one of {sorted(METHODS)}")):
+    with pytest.raises(ValueError, match=r"^unknown method 'pskd'; choose one of ") as refused:
         build_method(SimpleNamespace(name="pskd"), MethodContext(10, 4, 1, torch.device("cpu")))
-    assert {"baseline", "ls", "cs_kd", "tf_kd_self", "tf_kd_reg", "ps_kd"} <= set(METHODS)
+    listed = re.findall(r"'(\w+)'", str(refused.value).removeprefix("unknown method 'pskd'; choose one of "))
+    assert listed == sorted(listed) and set(listed) == set(METHODS)  # every registered method, alphabetically
+    assert {"baseline", "ls", "cs_kd", "tf_kd_self", "tf_kd_reg", "ps_kd"} <= set(listed)
 
 
 def test_a_registered_builder_gets_the_context_the_config_and_the_seed(monkeypatch):
