@@ -28,14 +28,6 @@ from classification.trainer import CHECKPOINT, RECORD, Trainer, train
 from common import one_hot
 
 
-@pytest.fixture
-def seed_0():
-    """torch's global generator seeded with 0 for the test, and left as it was before it."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        yield
-
-
 def test_pair_sampler_partners_share_the_class_and_first_halves_cover_the_shard():
     splits = build_datasets("synthetic", "unused", num_classes=5, train_size=60, test_size=4, image_size=4)
     targets = dataset_targets(splits.train)
@@ -50,7 +42,7 @@ def test_pair_sampler_partners_share_the_class_and_first_halves_cover_the_shard(
     assert sorted(firsts) == list(range(60))
 
 
-def test_cs_kd_step_is_cross_entropy_on_the_first_half_plus_the_class_wise_term(seed_0):
+def test_cs_kd_step_is_cross_entropy_on_the_first_half_plus_the_class_wise_term():
     model = torch.nn.Linear(3, 4)
     images, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
     result = ClassWiseSelfKD(tau=4.0, lambda_cls=2.0, seed=0).step(model, images, labels, torch.arange(6), None)
@@ -250,7 +242,7 @@ class _Recording(Method):
         return logits.sum()
 
 
-def test_the_base_step_hands_loss_the_mixed_images_their_logits_labels_ids_and_the_mix(seed_0):
+def test_the_base_step_hands_loss_the_mixed_images_their_logits_labels_ids_and_the_mix():
     model, method = torch.nn.Linear(3, 4), _Recording()
     images, labels, ids = torch.randn(3, 3), torch.tensor([0, 1, 3]), torch.tensor([7, 2, 5])
     result = method.step(model, images, labels, ids, _mix_rows)
@@ -271,7 +263,7 @@ def _method(*overrides):
     return build_method(load_config(None, list(overrides)).method, MethodContext(10, 4, 1, torch.device("cpu")))
 
 
-def test_baseline_label_smoothing_and_tf_kd_reg_mix_every_target_like_the_images(seed_0):
+def test_baseline_label_smoothing_and_tf_kd_reg_mix_every_target_like_the_images():
     """Under CutMix every per-sample target is mixed by the kept area: the labels (baseline), the smoothed
     labels, and TF-KD reg's hand-designed teacher, built as yuanli2333/Teacher-free-Knowledge-Distillation
     my_loss_function.py loss_kd_regularization lines 43-46 build it (a, then (1 - a) / (K - 1) elsewhere,
@@ -301,7 +293,7 @@ def test_baseline_label_smoothing_and_tf_kd_reg_mix_every_target_like_the_images
         assert torch.equal(result.labels, labels)
 
 
-def test_cs_kd_with_cutmix_mixes_the_labels_and_the_partner_distributions_of_the_first_half(seed_0):
+def test_cs_kd_with_cutmix_mixes_the_labels_and_the_partner_distributions_of_the_first_half():
     """alinlab/cs-kd train.py lines 131-139: cross entropy on the first half, the second half's logits from a
     no-grad forward, ``loss += lamda * KDLoss`` (lines 95-105: ``KLDivLoss(sum)(log_softmax(s / T), softmax(t / T))
     * T**2 / batch``). The reference has no CutMix; here the mixed first half takes mixed labels and partners."""

@@ -15,14 +15,6 @@ from translation.criterion import PSKDCriterion, PSKDCriterionConfig
 PAD = 1
 
 
-@pytest.fixture
-def seed_0():
-    """torch's global generator seeded with 0 for the test, and left as it was before it."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        yield
-
-
 def _batch():
     generator = torch.Generator().manual_seed(0)
     lprobs = F.log_softmax(torch.randn(5, 6, generator=generator), dim=-1)
@@ -126,7 +118,7 @@ class _TokenModel(torch.nn.Module):
         return sample["target"]
 
 
-def test_snapshot_path_honours_reduce_false_with_per_token_losses(seed_0):
+def test_snapshot_path_honours_reduce_false_with_per_token_losses():
     task, model = _Task(), _TokenModel()
     criterion = PSKDCriterion(task, False, 0.1, alpha_T=0.6, max_epoch=3)
     task.begin_epoch(1, model)
@@ -604,7 +596,7 @@ FAIRSEQ_FLAGS = [(False, False, 0), (True, True, 1), (False, True, 1)]  # senten
 @pytest.mark.parametrize("reduce", [True, False])
 @pytest.mark.parametrize(("sentence_avg", "report_accuracy", "ignore_prefix_size"), FAIRSEQ_FLAGS)
 def test_without_a_past_and_in_validation_it_is_fairseqs_label_smoothed_cross_entropy(
-        seed_0, past, reduce, sentence_avg, report_accuracy, ignore_prefix_size):
+        past, reduce, sentence_avg, report_accuracy, ignore_prefix_size):
     """Epoch 1 trains on fairseq's label smoothing (with alpha logged as 0), and validation reports it in every
     epoch: loss, sample size and logging output bit for bit as fairseq's label_smoothed_cross_entropy gives them
     with the same --sentence-avg, --report-accuracy and --ignore-prefix-size. Validation records nothing."""
@@ -638,7 +630,7 @@ def test_without_a_past_and_in_validation_it_is_fairseqs_label_smoothed_cross_en
         assert torch.equal(ours.store.probs, stored[0]) and torch.equal(ours.store.filled, stored[1])
 
 
-def test_snapshot_past_drops_the_ignored_prefix_as_the_student_does(seed_0):
+def test_snapshot_past_drops_the_ignored_prefix_as_the_student_does():
     """--ignore-prefix-size 1: the loss of Eq. 4 over target columns 1.., the teacher's distributions of the same
     columns as the past."""
     task, model = _Task(), _TokenModel()
@@ -752,7 +744,7 @@ def test_store_dummy_batch_honours_reduce_false():
 
 
 @pytest.mark.parametrize("past", ["snapshot", "store"])
-def test_alpha_zero_after_the_first_epoch_is_exactly_fairseqs_label_smoothing(seed_0, past):
+def test_alpha_zero_after_the_first_epoch_is_exactly_fairseqs_label_smoothing(past):
     """--alpha-T 0: from epoch 2 on a past exists but weighs nothing, and the loss is fairseq's, bit for bit."""
     from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
 
